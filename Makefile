@@ -1,0 +1,44 @@
+# The two commands a newcomer needs: `make demo` (the main job on the embedded stand-in) and
+# `make test`. Both set up everything from a bare Python 3.11 + pip + make + gcc machine.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+DESCRIPTORS := tfsload/_generated/tfserving_descriptors.binpb
+MODEL_DIR := models
+MODEL_NAME := model
+
+.PHONY: setup demo test lint export clean
+
+setup: $(STAMP) $(DESCRIPTORS)
+
+$(STAMP): requirements.txt requirements-client.txt requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements-dev.txt
+	touch $@
+
+# Protobuf descriptors of TF Serving's API, so Locust processes need no TensorFlow import.
+$(DESCRIPTORS): $(STAMP) tfsload/protos.py
+	$(PY) -m tfsload.protos build $@
+
+# Exports the model once; `make export` again leaves an existing version alone.
+$(MODEL_DIR)/$(MODEL_NAME)/instances.json: | setup
+	$(PY) -m model_export --out $(MODEL_DIR) --model-name $(MODEL_NAME)
+
+export: $(MODEL_DIR)/$(MODEL_NAME)/instances.json
+
+demo: setup export
+	cat $(MODEL_DIR)/$(MODEL_NAME)/metadata.json
+
+test: setup
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m pytest
+
+lint: setup
+	$(PY) -m ruff check --fix .
+	$(PY) -m ruff format .
+
+clean:
+	rm -rf $(VENV) tfsload/_generated .pytest_cache .ruff_cache
