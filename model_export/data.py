@@ -146,8 +146,9 @@ def load(kind: str, imdb_npz: Path | None, seed: int, samples: int | None) -> Da
         except Exception as exc:  # offline, proxy, DNS, truncated download: all mean "no IMDB"
             if kind == "imdb":
                 raise ExportError(f"--data imdb: could not download IMDB ({exc})") from None
+            reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
             print(
-                f"model_export: warning: IMDB unavailable ({type(exc).__name__}); "
+                f"model_export: warning: IMDB unavailable ({reason}); "
                 "training on the synthetic IMDB-like set instead",
                 file=sys.stderr,
             )
