@@ -1,0 +1,31 @@
+# syntax=docker/dockerfile:1
+# Images of compose.yaml, built with the repository root as the context.
+#
+# Stage `tensorflow`: Python with requirements.txt, TensorFlow included. It is the image of the
+# one-shot model-export service, and it writes the protobuf descriptors of TF Serving's API that
+# Locust processes load instead of importing TensorFlow (tfsload/protos.py), as `make setup`
+# does on a host.
+#
+# Final stage: the official Locust image plus exactly requirements-client.txt, no TensorFlow, and
+# this project's client code. The locust-master and locust-worker services run it.
+
+FROM python:3.11.15-slim AS tensorflow
+ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2
+WORKDIR /opt/tfsload
+COPY requirements.txt requirements-client.txt ./
+RUN pip install --no-cache-dir -r requirements.txt
+COPY model_export/ model_export/
+COPY tfsload/ tfsload/
+RUN python -m tfsload.protos build tfsload/_generated/tfserving_descriptors.binpb
+
+# The tag is requirements-client.txt's locust pin, so the install below keeps the image's Locust.
+FROM locustio/locust:2.47.0
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+WORKDIR /home/locust/tfsload
+COPY requirements-client.txt ./
+RUN pip install --no-cache-dir -r requirements-client.txt
+COPY tfsload/ tfsload/
+COPY locustfiles/ locustfiles/
+COPY configs/ configs/
+COPY --from=tensorflow /opt/tfsload/tfsload/_generated/tfserving_descriptors.binpb tfsload/_generated/tfserving_descriptors.binpb
+ENV PYTHONPATH=/home/locust/tfsload
