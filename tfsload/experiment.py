@@ -1,0 +1,356 @@
+"""Experiment files: which servers, which protocols, what load, what counts as passing.
+
+An experiment is a TOML file (see ``configs/experiments/demo.toml`` for a commented one)::
+
+    name = "demo"
+    description = "..."
+    protocols = ["rest", "grpc"]
+    [model]            # name on the server, base path for launched stand-ins, request rows
+    [load]             # users, spawn_rate, requests | duration, warmup_requests, arrival_rate
+    [thresholds]       # p50_ms, p95_ms, p99_ms, fail_ratio, min_rps, fail_on_saturation
+    [[targets]]        # as in a targets file, plus launch = "standin" and flags = [...]
+    # or: targets_file = "../targets.toml"
+
+Everything is validated before any load is sent: a bad file gives one ``ConfigError`` line naming
+the file and the key. Relative paths are relative to the experiment file's directory, and a
+launched stand-in runs in that directory too, so paths inside its flags follow the same rule.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from tfsload.errors import ConfigError
+from tfsload.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
+
+PROTOCOLS = ("rest", "grpc")
+TOP_KEYS = {
+    "name",
+    "description",
+    "protocols",
+    "model",
+    "load",
+    "thresholds",
+    "targets",
+    "targets_file",
+}
+MODEL_KEYS = {"name", "base_path", "instances"}
+LOAD_KEYS = {
+    "users",
+    "spawn_rate",
+    "requests",
+    "duration",
+    "max_duration",
+    "warmup_requests",
+    "arrival_rate",
+}
+# Threshold keys map one to one onto the Locust plugin's --check-* options.
+NUMERIC_THRESHOLDS = ("p50_ms", "p95_ms", "p99_ms", "fail_ratio", "min_rps")
+LAUNCH_KINDS = ("standin",)
+# Flags the runner sets itself for a launched stand-in: the ports it picked and the model.
+RUNNER_FLAGS = {
+    "--port",
+    "--rest_api_port",
+    "--model_name",
+    "--model_base_path",
+    "--model_config_file",
+}
+DURATION_PATTERN = re.compile(r"^(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?$")
+DEFAULT_MAX_DURATION = "10m"
+
+
+@dataclass(frozen=True)
+class Model:
+    """The served model: its name on the server and where launched stand-ins load it from."""
+
+    name: str
+    base_path: Path | None
+    instances: Path | None
+
+
+@dataclass(frozen=True)
+class Load:
+    """How each cell is loaded; every cell gets exactly the same load."""
+
+    users: int
+    spawn_rate: float
+    requests: int | None
+    duration: str | None
+    max_duration: str
+    warmup_requests: int
+    arrival_rate: float | None
+
+    @property
+    def time_limit_s(self) -> float:
+        """Locust's own run-time limit for a cell: the duration, or the safety cap on counts."""
+        return parse_duration(self.duration or self.max_duration)
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Pass/fail checks, evaluated by the Locust plugin inside each cell."""
+
+    limits: dict[str, float]
+    fail_on_saturation: bool
+
+    def locust_args(self) -> list[str]:
+        """The ``--check-*`` options carrying these thresholds."""
+        args: list[str] = []
+        for key, value in self.limits.items():
+            args += [f"--check-{key.replace('_', '-')}", repr(value)]
+        if self.fail_on_saturation:
+            args.append("--fail-on-saturation")
+        return args
+
+
+@dataclass(frozen=True)
+class Launch:
+    """A server the runner starts itself (``launch = "standin"``) with extra flags."""
+
+    kind: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class ExperimentTarget:
+    """A target plus, for launched servers, how to start it.
+
+    Launched targets may leave out ``rest`` and ``grpc``: port 0 stands for "pick a free one".
+    """
+
+    target: Target
+    launch: Launch | None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One target x protocol combination: one Locust run."""
+
+    target: ExperimentTarget
+    protocol: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.target.name}-{self.protocol}"
+
+
+@dataclass(frozen=True)
+class Experiment:
+    """A validated experiment file."""
+
+    path: Path
+    name: str
+    description: str
+    protocols: tuple[str, ...]
+    model: Model
+    load: Load
+    thresholds: Thresholds
+    targets: tuple[ExperimentTarget, ...]
+
+    @property
+    def base_dir(self) -> Path:
+        """Directory that relative paths (and launched stand-ins) are resolved in."""
+        return self.path.parent
+
+    @property
+    def cells(self) -> list[Cell]:
+        """All cells in run order: per target, each protocol."""
+        return [Cell(t, p) for t in self.targets for p in self.protocols]
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in a Locust-style duration (``90``, ``30s``, ``1m30s``, ``1h``)."""
+    if text.isdigit():
+        return float(text)
+    match = DURATION_PATTERN.match(text)
+    if not text or not match:
+        raise ValueError(f"{text!r} is not a duration like 30s, 5m or 1m30s")
+    hours, minutes, seconds = (int(g or 0) for g in match.groups())
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+class _Table:
+    """Typed access to one TOML table, raising ConfigError lines that name file and key."""
+
+    def __init__(self, data: object, file: Path, prefix: str, allowed: set[str]):
+        self.file, self.prefix = file, prefix
+        if not isinstance(data, dict):
+            raise ConfigError(f"{file}: {prefix}: must be a table")
+        self.data = data
+        unknown = sorted(set(data) - allowed)
+        if unknown:
+            raise ConfigError(f"{self.key(unknown[0])}: unknown key")
+
+    def key(self, key: str) -> str:
+        """``file: table.key``, the prefix of every error about ``key``."""
+        return f"{self.file}: {self.prefix}.{key}" if self.prefix else f"{self.file}: {key}"
+
+    def string(self, key: str, default: str | None = None) -> str | None:
+        value = self.data.get(key, default)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"{self.key(key)}: must be a string")
+        return value
+
+    def number(self, key: str, minimum: float, integer: bool = False, maximum: float | None = None):
+        value = self.data.get(key)
+        if value is None:
+            return None
+        kinds = (int,) if integer else (int, float)
+        kind = "an integer" if integer else "a number"
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise ConfigError(f"{self.key(key)}: must be {kind}")
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and at most {maximum:g}" if maximum is not None else ""
+            raise ConfigError(f"{self.key(key)}: must be at least {minimum:g}{upper}")
+        return value
+
+    def path(self, key: str, base: Path) -> Path | None:
+        value = self.string(key)
+        return None if value is None else (base / value).resolve()
+
+
+def _parse_model(data: object, file: Path) -> Model:
+    table = _Table(data, file, "model", MODEL_KEYS)
+    name = table.string("name", "model")
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(
+            f"{table.key('name')}: letters, digits, '-' and '_', starting with a letter"
+        )
+    return Model(name, table.path("base_path", file.parent), table.path("instances", file.parent))
+
+
+def _parse_load(data: object, file: Path) -> Load:
+    table = _Table(data, file, "load", LOAD_KEYS)
+    users = table.number("users", 1, integer=True)
+    if users is None:
+        raise ConfigError(f"{table.key('users')}: required")
+    requests = table.number("requests", 1, integer=True)
+    duration = table.string("duration")
+    if (requests is None) == (duration is None):
+        raise ConfigError(f"{table.key('requests')}: give exactly one of requests or duration")
+    max_duration = table.string("max_duration", DEFAULT_MAX_DURATION)
+    for key, value in (("duration", duration), ("max_duration", max_duration)):
+        try:
+            if value is not None and parse_duration(value) <= 0:
+                raise ValueError(f"{value!r} is not a positive duration")
+        except ValueError as exc:
+            raise ConfigError(f"{table.key(key)}: {exc}") from None
+    spawn_rate = table.number("spawn_rate", 0.001)
+    return Load(
+        users=users,
+        spawn_rate=float(spawn_rate if spawn_rate is not None else users),
+        requests=requests,
+        duration=duration,
+        max_duration=max_duration,
+        warmup_requests=table.number("warmup_requests", 0, integer=True) or 0,
+        arrival_rate=table.number("arrival_rate", 0.001),
+    )
+
+
+def _parse_thresholds(data: object, file: Path) -> Thresholds:
+    table = _Table(data, file, "thresholds", {*NUMERIC_THRESHOLDS, "fail_on_saturation"})
+    limits = {}
+    for key in NUMERIC_THRESHOLDS:
+        maximum = 1.0 if key == "fail_ratio" else None
+        value = table.number(key, 0, maximum=maximum)
+        if value is not None:
+            limits[key] = float(value)
+    saturation = table.data.get("fail_on_saturation", False)
+    if not isinstance(saturation, bool):
+        raise ConfigError(f"{table.key('fail_on_saturation')}: must be true or false")
+    return Thresholds(limits, saturation)
+
+
+def _parse_protocols(data: object, file: Path) -> tuple[str, ...]:
+    where = f"{file}: protocols"
+    if not isinstance(data, list) or not data or not all(isinstance(p, str) for p in data):
+        raise ConfigError(f"{where}: must be a non-empty list of {', '.join(PROTOCOLS)}")
+    for protocol in data:
+        if protocol not in PROTOCOLS:
+            raise ConfigError(f"{where}: {protocol!r} is not one of {', '.join(PROTOCOLS)}")
+    if len(set(data)) != len(data):
+        raise ConfigError(f"{where}: lists a protocol twice")
+    return tuple(data)
+
+
+def _parse_launch(table: dict, where: str) -> Launch:
+    kind = table.get("launch")
+    if kind not in LAUNCH_KINDS:
+        raise ConfigError(f"{where}.launch: must be one of {', '.join(LAUNCH_KINDS)}")
+    flags = table.get("flags", [])
+    if not isinstance(flags, list) or not all(isinstance(f, str) for f in flags):
+        raise ConfigError(f"{where}.flags: must be a list of strings")
+    for flag in flags:
+        name = flag.split("=", 1)[0]
+        if not name.startswith("--"):
+            raise ConfigError(f"{where}.flags: {flag!r} is not a --flag[=value]")
+        if name in RUNNER_FLAGS:
+            raise ConfigError(f"{where}.flags: {name} is set by the runner")
+    return Launch(kind, tuple(flags))
+
+
+def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
+    if "targets_file" in data:
+        if "targets" in data:
+            raise ConfigError(f"{file}: targets_file: give either targets_file or [[targets]]")
+        ref = data["targets_file"]
+        if not isinstance(ref, str):
+            raise ConfigError(f"{file}: targets_file: must be a string")
+        return tuple(ExperimentTarget(t, None) for t in load_targets((file.parent / ref).resolve()))
+    tables = data.get("targets")
+    where = f"{file}: targets"
+    if not isinstance(tables, list) or not tables:
+        raise ConfigError(f"{where}: needs at least one [[targets]] table or a targets_file")
+    # Launched servers get their addresses from the runner: port 0 means "pick a free port".
+    launches: list[Launch | None] = []
+    filled = []
+    for i, table in enumerate(tables):
+        if isinstance(table, dict) and ("launch" in table or "flags" in table):
+            launches.append(_parse_launch(table, f"{where}[{i}]"))
+            table = {"rest": "http://127.0.0.1:0", "grpc": "127.0.0.1:0", **table}
+        else:
+            launches.append(None)
+        filled.append(table)
+    targets = parse_targets(filled, where, extra_keys=frozenset({"launch", "flags"}))
+    return tuple(ExperimentTarget(t, launch) for t, launch in zip(targets, launches, strict=True))
+
+
+def load_experiment(path: Path) -> Experiment:
+    """Read and validate an experiment file; raises ConfigError naming the file and key."""
+    file = Path(path).resolve()
+    data = read_toml(file)
+    top = _Table(data, file, "", TOP_KEYS)
+    name = top.string("name", file.stem)
+    if not NAME_PATTERN.match(name):
+        raise ConfigError(f"{file}: name: letters, digits, '-' and '_', starting with a letter")
+    if "load" not in data:
+        raise ConfigError(f"{file}: load: required ([load] with users and requests or duration)")
+    protocols = _parse_protocols(data.get("protocols", list(PROTOCOLS)), file)
+    model = _parse_model(data.get("model", {}), file)
+    load = _parse_load(data["load"], file)
+    thresholds = _parse_thresholds(data.get("thresholds", {}), file)
+    targets = _parse_targets(data, file)
+    for i, et in enumerate(targets):
+        for protocol in protocols:
+            if et.target.url(protocol) is None:
+                raise ConfigError(
+                    f"{file}: targets[{i}].{protocol}: required, protocols lists {protocol}"
+                )
+        if et.launch and model.base_path is None:
+            raise ConfigError(f"{file}: model.base_path: required to launch {et.name!r}")
+    return Experiment(
+        path=file,
+        name=name,
+        description=top.string("description", "") or "",
+        protocols=protocols,
+        model=model,
+        load=load,
+        thresholds=thresholds,
+        targets=targets,
+    )

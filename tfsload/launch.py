@@ -1,0 +1,175 @@
+"""Start and stop the stand-in servers an experiment declares with ``launch = "standin"``.
+
+The runner owns these processes: it picks free loopback ports (or the ones the target names),
+starts ``python -m standin`` with TF Serving's flags, waits until the model is AVAILABLE, and
+sends SIGTERM afterwards. Each stand-in runs in its own session so that a Ctrl-C in the
+terminal reaches only the runner, which then stops everything in order.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from tfsload.experiment import ExperimentTarget, Model
+from tfsload.probe import ServerInfo, model_status
+from tfsload.targets import Target
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
+START_TIMEOUT_S = 240.0
+STOP_TIMEOUT_S = 30.0
+
+
+class LaunchError(Exception):
+    """A launched server did not come up; the message says why (with its last log lines)."""
+
+
+@dataclass
+class Launched:
+    """A running stand-in and the target with the addresses it actually listens on."""
+
+    target: Target
+    process: subprocess.Popen
+    log_path: Path
+    command: list[str]
+    info: ServerInfo | None = None
+
+
+def free_port() -> int:
+    """A port that was free on 127.0.0.1 a moment ago (the OS picks it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _flag_value(flags: tuple[str, ...], name: str) -> str | None:
+    for i, flag in enumerate(flags):
+        if flag.startswith(name + "="):
+            return flag.split("=", 1)[1]
+        if flag == name and i + 1 < len(flags):
+            return flags[i + 1]
+    return None
+
+
+def metrics_path(flags: tuple[str, ...], cwd: Path) -> str | None:
+    """The Prometheus path a server started with ``flags`` serves, or None without monitoring."""
+    config = _flag_value(flags, "--monitoring_config_file")
+    if config is None:
+        return None
+    try:
+        text = (cwd / config).read_text()
+    except OSError:
+        return None  # the server itself will refuse to start and say why
+    if not re.search(r"enable\s*:\s*true", text):
+        return None
+    match = re.search(r'path\s*:\s*"([^"]+)"', text)
+    return match.group(1) if match else DEFAULT_METRICS_PATH
+
+
+def _log_tail(path: Path, lines: int = 5) -> str:
+    try:
+        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in tail)
+
+
+def _port_of(address: str) -> int:
+    return urlsplit(address if "//" in address else f"//{address}").port or 0
+
+
+def start_standin(
+    et: ExperimentTarget,
+    model: Model,
+    cwd: Path,
+    log_path: Path,
+    should_stop: Callable[[], bool] = lambda: False,
+    timeout: float = START_TIMEOUT_S,
+) -> Launched:
+    """Start ``et``'s stand-in and wait until the model is AVAILABLE; raises LaunchError."""
+    rest_port = _port_of(et.target.rest or "") or free_port()
+    grpc_port = _port_of(et.target.grpc or "") or free_port()
+    flags = et.launch.flags if et.launch else ()
+    command = [
+        sys.executable,
+        "-m",
+        "standin",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={model.name}",
+        f"--model_base_path={model.base_path}",
+        *flags,
+    ]
+    rest = f"http://127.0.0.1:{rest_port}"
+    path = metrics_path(flags, cwd)
+    target = replace(
+        et.target,
+        rest=rest,
+        grpc=f"127.0.0.1:{grpc_port}",
+        metrics=f"{rest}{path}" if path else None,
+    )
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+    }
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    launched = Launched(target, process, log_path, command)
+    try:
+        launched.info = _wait_available(launched, model.name, timeout, should_stop)
+    except BaseException:
+        stop(launched)
+        raise
+    return launched
+
+
+def _wait_available(
+    launched: Launched, model_name: str, timeout: float, should_stop: Callable[[], bool]
+) -> ServerInfo:
+    deadline = time.monotonic() + timeout
+    info = None
+    while time.monotonic() < deadline:
+        if should_stop():
+            raise LaunchError("interrupted while the stand-in was starting")
+        code = launched.process.poll()
+        if code is not None:
+            tail = _log_tail(launched.log_path)
+            raise LaunchError(f"stand-in exited with code {code} during start-up: {tail}")
+        info = model_status(launched.target.rest, model_name, timeout=2.0)
+        if info.error is None:
+            return info
+        time.sleep(0.25)
+    last = info.error if info else "no answer"
+    raise LaunchError(f"stand-in not AVAILABLE after {timeout:.0f} s ({last})")
+
+
+def stop(launched: Launched, timeout: float = STOP_TIMEOUT_S) -> int | None:
+    """SIGTERM (graceful), then SIGKILL after ``timeout``; returns the exit code."""
+    process = launched.process
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    return process.returncode

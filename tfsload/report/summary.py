@@ -1,0 +1,216 @@
+"""summary.json: one record per cell, built only from a results directory's raw files.
+
+The runner leaves raw results (``run.json``, per-cell ``cell.json``, the plugin's
+``precise.json``, metrics text before and after); everything a report shows is derived here, so
+re-rendering an old directory with newer code gives the same kind of report. The findings are
+computed from the numbers, never assumed: which server and protocol delivered more, by how much,
+and whether the server batched at all.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from tfsload.metrics import MetricsError, delta
+
+SUMMARY_FORMAT = "tfsload-summary/1"
+PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "p999_ms")
+# Differences below this are reported as "about the same": one run on a shared machine.
+SAME_WITHIN = 0.05
+SERVER_NAMES = {"standin": "stand-in", "tfserving": "TF Serving", "unknown": "unknown server"}
+
+
+class ResultsError(Exception):
+    """The directory is not a tfsload results directory (no readable run.json)."""
+
+
+def _read_json(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise ResultsError(f"{path}: unreadable ({exc})") from None
+
+
+def _server_metrics(cell_dir: Path, model: dict) -> dict | None:
+    try:
+        before = (cell_dir / "metrics-before.prom").read_text()
+        after = (cell_dir / "metrics-after.prom").read_text()
+    except OSError:
+        return None
+    try:
+        return delta(before, after, model["name"], model.get("rows_per_request"))
+    except MetricsError as exc:
+        return {"error": str(exc)}
+
+
+def verdict(cell: dict) -> str:
+    """PASS, or FAIL with every reason (thresholds, saturation, errors), or the cell's status."""
+    if cell["status"] != "ok":
+        return cell["status"].upper().replace("_", " ")
+    problems = [
+        f"{t['check']} {t['value']:g} > {t['limit']:g}"
+        if t["check"] != "min_rps"
+        else f"{t['check']} {t['value']:g} < {t['limit']:g}"
+        for t in cell.get("thresholds", [])
+        if not t.get("passed", True)
+    ]
+    if cell.get("saturated"):
+        problems.append("generator saturated")
+    has_fail_ratio = any(t["check"] == "fail_ratio" for t in cell.get("thresholds", []))
+    if cell.get("failures") and not has_fail_ratio:
+        problems.append(f"{cell['failures']} errors")
+    return "FAIL: " + "; ".join(problems) if problems else "PASS"
+
+
+def summarize_cell(cell_dir: Path, cell_id: str, model: dict) -> dict:
+    """One cell's row: status, client numbers (precise JSON), server numbers (metrics delta)."""
+    record = _read_json(cell_dir / "cell.json") or {
+        "id": cell_id,
+        "status": "not_run",
+        "reason": "no results (the run stopped before this cell)",
+    }
+    server = record.get("server") or {}
+    cell = {
+        "id": cell_id,
+        "target": record.get("target", cell_id.rsplit("-", 1)[0]),
+        "label": record.get("label", ""),
+        "protocol": record.get("protocol", cell_id.rsplit("-", 1)[-1]),
+        "server_kind": server.get("kind", "unknown"),
+        "server_version": server.get("version"),
+        "status": record["status"],
+        "reason": record.get("reason"),
+        "exit_code": record.get("exit_code"),
+        "process_time_s": record.get("wall_time_s"),
+        "client_cpu_percent": record.get("client_cpu_percent"),
+    }
+    precise = _read_json(cell_dir / "precise.json")
+    if precise and record["status"] in ("ok", "interrupted"):
+        total = precise.get("total") or {}
+        generator = precise.get("generator") or {}
+        cell.update(
+            requests=total.get("count"),
+            failures=total.get("failures"),
+            wall_time_s=precise.get("wall_time_s"),
+            rps=total.get("rps"),
+            rows_per_s=total.get("rows_per_s"),
+            mean_ms=total.get("mean_ms"),
+            min_ms=total.get("min_ms"),
+            max_ms=total.get("max_ms"),
+            **{p: total.get(p) for p in PERCENTILES},
+            generator_cpu_percent_mean=generator.get("cpu_percent_mean"),
+            generator_cpu_percent_max=generator.get("cpu_percent_max"),
+            saturated=bool(precise.get("generator_saturated", generator.get("saturated"))),
+            arrival=precise.get("arrival"),
+            thresholds=precise.get("thresholds", []),
+            failure_kinds=precise.get("failures", []),
+            timeline=[t for t in precise.get("timeline", []) if t.get("name") == "Aggregated"],
+        )
+    metrics = (
+        _server_metrics(cell_dir, model) if record["status"] in ("ok", "interrupted") else None
+    )
+    if record.get("metrics_error"):
+        metrics = {**(metrics or {}), "error": record["metrics_error"]}
+    cell["server_metrics"] = metrics
+    batch = (metrics or {}).get("batch_size")
+    cell["server_batch_mean"] = batch["mean_rows"] if batch else None
+    cell["verdict"] = verdict(cell)
+    cell["artifacts"] = sorted(
+        str(p.relative_to(cell_dir.parent.parent)) for p in cell_dir.glob("*") if p.is_file()
+    )
+    return cell
+
+
+def _change(new: float, old: float) -> float:
+    return (new - old) / old if old else 0.0
+
+
+def _describe_change(change: float, more: str, less: str) -> str:
+    if abs(change) < SAME_WITHIN:
+        return f"about the same ({change:+.0%})"
+    return f"{abs(change):.0%} {more if change > 0 else less}"
+
+
+def findings(cells: list[dict], rows_per_request: int | None) -> list[str]:
+    """Plain statements drawn from the measured numbers, for the top of the report."""
+    measured = [c for c in cells if c["status"] == "ok" and c.get("rps")]
+    lines: list[str] = []
+    kinds = {c["server_kind"] for c in cells if c["status"] == "ok"}
+    if "standin" in kinds:
+        lines.append(
+            "Cells marked stand-in ran against tfsload's stand-in server (TensorFlow in Python), "
+            "not TF Serving: they compare serving set-ups on this machine, not TF Serving itself."
+        )
+    for protocol in dict.fromkeys(c["protocol"] for c in measured):
+        group = [c for c in measured if c["protocol"] == protocol]
+        if len(group) < 2:
+            continue
+        base = group[0]
+        for other in group[1:]:
+            rps = _change(other["rps"], base["rps"])
+            p99 = _change(other["p99_ms"], base["p99_ms"])
+            lines.append(
+                f"{protocol}: {other['target']} vs {base['target']}: throughput "
+                f"{_describe_change(rps, 'higher', 'lower')} ({other['rps']:,.1f} vs "
+                f"{base['rps']:,.1f} req/s), p99 {_describe_change(p99, 'higher', 'lower')} "
+                f"({other['p99_ms']:.3f} vs {base['p99_ms']:.3f} ms)."
+            )
+        best = max(group, key=lambda c: c["rps"])
+        fastest = min(group, key=lambda c: c["p99_ms"])
+        lines.append(
+            f"{protocol}: highest throughput {best['target']} ({best['rps']:,.1f} req/s); "
+            f"lowest p99 {fastest['target']} ({fastest['p99_ms']:.3f} ms)."
+        )
+    for target in dict.fromkeys(c["target"] for c in measured):
+        by_protocol = {c["protocol"]: c for c in measured if c["target"] == target}
+        if {"rest", "grpc"} <= by_protocol.keys():
+            change = _change(by_protocol["grpc"]["rps"], by_protocol["rest"]["rps"])
+            lines.append(
+                f"{target}: gRPC throughput {_describe_change(change, 'higher', 'lower')} than "
+                f"REST ({by_protocol['grpc']['rps']:,.1f} vs {by_protocol['rest']['rps']:,.1f})."
+            )
+    for cell in measured:
+        mean = cell.get("server_batch_mean")
+        if mean is None:
+            continue
+        per_request = f" (about {mean / rows_per_request:.1f} requests)" if rows_per_request else ""
+        lines.append(
+            f"{cell['id']}: the server ran batches of {mean:.1f} rows on average{per_request}."
+        )
+    saturated = [c["id"] for c in measured if c.get("saturated")]
+    if saturated:
+        lines.append(
+            "The load generator was saturated in " + ", ".join(saturated) + ": latency there "
+            "includes client-side queueing and throughput is the generator's limit, not the "
+            "server's."
+        )
+    failed = [c["id"] for c in cells if c["status"] in ("failed", "interrupted", "not_run")]
+    if failed:
+        lines.append("Without results: " + ", ".join(failed) + " (see the table).")
+    return lines
+
+
+def build_summary(out: Path) -> dict:
+    """The whole summary of a results directory (see the module docstring)."""
+    run = _read_json(out / "run.json")
+    if run is None:
+        raise ResultsError(f"{out}: no run.json, not a tfsload results directory")
+    model = run.get("model", {})
+    cells = [summarize_cell(out / "cells" / cid, cid, model) for cid in run.get("cells", [])]
+    kinds = sorted({c["server_kind"] for c in cells if c["server_kind"] != "unknown"})
+    return {
+        "format": SUMMARY_FORMAT,
+        "status": "partial" if run.get("status") != "complete" else "complete",
+        "experiment": run.get("experiment", {}),
+        "started_at": run.get("started_at"),
+        "finished_at": run.get("finished_at"),
+        "machine": run.get("machine", {}),
+        "versions": run.get("versions", {}),
+        "model": model,
+        "targets": run.get("targets", {}),
+        "server_kinds": kinds,
+        "cells": cells,
+        "findings": findings(cells, model.get("rows_per_request")),
+    }

@@ -1,0 +1,429 @@
+"""Run an experiment's matrix: every target x protocol cell the same way, one Locust each.
+
+For each target the runner launches its stand-in (if it declares one) or probes it, then for
+each protocol: scrapes the server's metrics, runs one headless Locust subprocess with the same
+load and thresholds as every other cell, scrapes again, and writes the cell's raw results
+(Locust CSV/HTML, the plugin's precise JSON, metrics text, ``cell.json``). An unreachable target
+fails only its own cells. Ctrl-C (SIGINT) or SIGTERM stops the current cell, keeps the finished
+ones and ends with a report marked partial. The report is rendered from these raw files only,
+so ``python -m tfsload report DIR`` can redo it later.
+
+Layout of a results directory::
+
+    run.json  experiment.toml  summary.json  report.md  report.html  plots/
+    servers/<target>.log            launched stand-ins' output
+    cells/<target>-<protocol>/      cell.json  precise.json  locust.log  locust.html
+                                    locust_stats.csv ... metrics-before.prom metrics-after.prom
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from tfsload.experiment import Cell, Experiment, ExperimentTarget
+from tfsload.files import write_atomic, write_json_atomic
+from tfsload.launch import REPO, Launched, LaunchError, start_standin, stop
+from tfsload.machine import client_versions, describe_machine
+from tfsload.metrics import MetricsError, scrape
+from tfsload.probe import ServerInfo, model_status, port_open
+from tfsload.progress import Progress
+from tfsload.targets import Target
+
+LOCUSTFILE = REPO / "locustfiles" / "tfserving.py"
+USER_CLASSES = {"rest": "RestUser", "grpc": "GrpcUser"}
+# Locust exit codes that still mean "the cell ran and measured": failures, threshold, saturation.
+MEASURED_EXIT_CODES = {0, 1, 3, 4}
+# Time for Locust to start, send warm-up requests and write its files, on top of the load itself.
+CELL_GRACE_S = 180.0
+INTERRUPT_GRACE_S = 30.0
+RUN_FORMAT = "tfsload-run/1"
+CELL_FORMAT = "tfsload-cell/1"
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_out_dir(experiment: Experiment, reports: Path = REPO / "reports") -> Path:
+    """``reports/<experiment>-<UTC timestamp>``."""
+    stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+    return reports / f"{experiment.name}-{stamp}"
+
+
+def rows_per_request(experiment: Experiment) -> int | None:
+    """Rows in each request (the instances file's length), or None if it cannot be read."""
+    path = experiment.model.instances or (
+        experiment.model.base_path / "instances.json" if experiment.model.base_path else None
+    )
+    try:
+        rows = json.loads(path.read_text()) if path else None
+    except (OSError, ValueError):
+        return None
+    return len(rows) if isinstance(rows, list) else None
+
+
+def read_model_metadata(experiment: Experiment) -> dict | None:
+    """The exporter's metadata.json next to the model, when the model is local."""
+    base = experiment.model.base_path or (
+        experiment.model.instances.parent if experiment.model.instances else None
+    )
+    try:
+        return json.loads((base / "metadata.json").read_text()) if base else None
+    except (OSError, ValueError):
+        return None
+
+
+def instances_path(experiment: Experiment) -> Path | None:
+    if experiment.model.instances:
+        return experiment.model.instances
+    if experiment.model.base_path:
+        return experiment.model.base_path / "instances.json"
+    return None
+
+
+def locust_command(experiment: Experiment, cell: Cell, target: Target, cell_dir: Path) -> list:
+    """The headless Locust command line for one cell; every cell differs only in its target."""
+    load = experiment.load
+    host = target.url(cell.protocol)
+    command = [
+        sys.executable,
+        "-m",
+        "locust",
+        "-f",
+        str(LOCUSTFILE),
+        "--headless",
+        USER_CLASSES[cell.protocol],
+        "-H",
+        host,
+        "--target-name",
+        target.name,
+        "--model-name",
+        experiment.model.name,
+        "-u",
+        str(load.users),
+        "-r",
+        f"{load.spawn_rate:g}",
+        "-t",
+        load.duration or load.max_duration,
+        "--warmup-requests",
+        str(load.warmup_requests),
+        "--csv",
+        str(cell_dir / "locust"),
+        "--html",
+        str(cell_dir / "locust.html"),
+        "--precise-json",
+        str(cell_dir / "precise.json"),
+        "--exit-code-on-error",
+        "1",
+    ]
+    instances = instances_path(experiment)
+    if instances:
+        command += ["--instances-file", str(instances)]
+    if load.requests:
+        command += ["--request-count", str(load.requests)]
+    if load.arrival_rate:
+        command += ["--arrival-rate", f"{load.arrival_rate:g}"]
+    return command + experiment.thresholds.locust_args()
+
+
+def read_live_stats(csv_prefix: Path) -> tuple[int, float, int] | None:
+    """(requests, current req/s, failures) from the last Aggregated row Locust wrote."""
+    try:
+        with open(f"{csv_prefix}_stats_history.csv", newline="") as f:
+            rows = [row for row in csv.DictReader(f) if row.get("Name") == "Aggregated"]
+    except OSError:
+        return None
+    if not rows:
+        return None
+    last = rows[-1]
+    try:
+        return (
+            int(float(last["Total Request Count"])),
+            float(last["Requests/s"]),
+            int(float(last["Total Failure Count"])),
+        )
+    except (KeyError, ValueError):
+        return None
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of all reaped child processes so far (user + system)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        text = path.read_text(errors="replace").strip().splitlines()
+    except OSError:
+        return ""
+    return " | ".join(line.strip() for line in text[-lines:])
+
+
+class Runner:
+    """Runs one experiment into one results directory."""
+
+    def __init__(self, experiment: Experiment, out_dir: Path, progress: Progress | None = None):
+        self.experiment = experiment
+        self.out = out_dir
+        self.progress = progress or Progress()
+        self.stop_requested = False
+        self.cells = experiment.cells
+        self.run_info: dict = {}
+
+    # -- signals ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame) -> None:
+        if self.stop_requested:
+            raise KeyboardInterrupt  # a second Ctrl-C: stop waiting for anything
+        self.stop_requested = True
+        self.progress.message(
+            f"{signal.Signals(signum).name}: stopping the current cell; the report will be partial"
+        )
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def _cell_dir(self, cell: Cell) -> Path:
+        return self.out / "cells" / cell.id
+
+    def _write_cell(self, cell: Cell, record: dict) -> None:
+        base = {
+            "format": CELL_FORMAT,
+            "id": cell.id,
+            "target": cell.target.name,
+            "label": cell.target.target.label,
+            "protocol": cell.protocol,
+            "launched": cell.target.launch is not None,
+        }
+        write_json_atomic(self._cell_dir(cell) / "cell.json", {**base, **record})
+
+    def _skip(self, cells: list[Cell], status: str, reason: str) -> None:
+        for cell in cells:
+            self._write_cell(cell, {"status": status, "reason": reason})
+            if status == "failed":
+                self.progress.message(f"{cell.id}: FAILED: {reason}")
+
+    def _write_run(self, status: str) -> None:
+        self.run_info["status"] = status
+        if status != "running":
+            self.run_info["finished_at"] = now_iso()
+        write_json_atomic(self.out / "run.json", self.run_info)
+
+    def _start_run(self) -> None:
+        exp = self.experiment
+        self.out.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(exp.path, self.out / "experiment.toml")
+        self.run_info = {
+            "format": RUN_FORMAT,
+            "experiment": {
+                "name": exp.name,
+                "description": exp.description,
+                "file": str(exp.path),
+                "protocols": list(exp.protocols),
+                "load": {
+                    k: v for k, v in vars(exp.load).items() if v is not None and k != "max_duration"
+                }
+                | ({"max_duration": exp.load.max_duration} if exp.load.requests else {}),
+                "thresholds": {
+                    **exp.thresholds.limits,
+                    "fail_on_saturation": exp.thresholds.fail_on_saturation,
+                },
+            },
+            "model": {
+                "name": exp.model.name,
+                "base_path": str(exp.model.base_path) if exp.model.base_path else None,
+                "instances": str(instances_path(exp)) if instances_path(exp) else None,
+                "rows_per_request": rows_per_request(exp),
+                "metadata": read_model_metadata(exp),
+            },
+            "machine": describe_machine(),
+            "versions": client_versions(),
+            "started_at": now_iso(),
+            "cells": [c.id for c in self.cells],
+            "targets": {},
+        }
+        self._write_run("running")
+
+    def _record_target(self, et: ExperimentTarget, target: Target, info: ServerInfo) -> None:
+        self.run_info["targets"][et.name] = {
+            "label": target.label,
+            "rest": target.rest,
+            "grpc": target.grpc,
+            "metrics": target.metrics,
+            "launch": et.launch.kind if et.launch else None,
+            "flags": list(et.launch.flags) if et.launch else [],
+            "server": info.to_dict(),
+        }
+        self._write_run("running")
+
+    # -- the run -------------------------------------------------------------------------------
+    def run(self) -> str:
+        """Run every cell; returns the run status, ``complete`` or ``partial``."""
+        previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            self._start_run()
+            for et in self.experiment.targets:
+                cells = [c for c in self.cells if c.target is et]
+                if self.stop_requested:
+                    self._skip(cells, "not_run", "the run was interrupted")
+                    continue
+                self._run_target(et, cells)
+            status = "partial" if self.stop_requested else "complete"
+            self._write_run(status)
+            return status
+        finally:
+            for s, handler in previous.items():
+                signal.signal(s, handler)
+
+    def _run_target(self, et: ExperimentTarget, cells: list[Cell]) -> None:
+        launched: Launched | None = None
+        if et.launch:
+            self.progress.message(f"starting stand-in {et.name} ...")
+            try:
+                launched = start_standin(
+                    et,
+                    self.experiment.model,
+                    cwd=self.experiment.base_dir,
+                    log_path=self.out / "servers" / f"{et.name}.log",
+                    should_stop=lambda: self.stop_requested,
+                )
+            except LaunchError as exc:
+                status = "not_run" if self.stop_requested else "failed"
+                self._skip(cells, status, f"launch failed: {exc}")
+                return
+            target, info = launched.target, launched.info
+        else:
+            target = et.target
+            info = self._probe(target)
+        self._record_target(et, target, info)
+        try:
+            for cell in cells:
+                if self.stop_requested:
+                    self._skip([cell], "not_run", "the run was interrupted")
+                    continue
+                info = self._probe(target) if cell is not cells[0] else info
+                reason = self._unreachable(cell, target, info)
+                if reason:
+                    self._skip([cell], "failed", reason)
+                    continue
+                self._run_cell(cell, target, info)
+        finally:
+            if launched:
+                code = stop(launched)
+                self.run_info["targets"][et.name]["exit_code"] = code
+                self._write_run("running")
+
+    def _unreachable(self, cell: Cell, target: Target, info: ServerInfo) -> str | None:
+        """Why ``cell`` cannot run (server down, model not AVAILABLE), or None."""
+        if info.error:
+            return f"unreachable: {info.error}"
+        if cell.protocol == "grpc":
+            problem = port_open(target.grpc)
+            return f"unreachable: {problem}" if problem else None
+        return None
+
+    def _probe(self, target: Target) -> ServerInfo:
+        """Ask the target's REST port what it is; gRPC-only targets are checked per cell."""
+        if target.rest:
+            return model_status(target.rest, self.experiment.model.name)
+        return ServerInfo("unknown", None, None, None)
+
+    def _scrape(self, target: Target, path: Path) -> str | None:
+        """Save the metrics text to ``path``; returns an error line instead of raising."""
+        if not target.metrics:
+            return None
+        try:
+            write_atomic(path, scrape(target.metrics))
+        except MetricsError as exc:
+            return str(exc)
+        return None
+
+    def _run_cell(self, cell: Cell, target: Target, info: ServerInfo) -> None:
+        index = self.cells.index(cell) + 1
+        cell_dir = self._cell_dir(cell)
+        cell_dir.mkdir(parents=True, exist_ok=True)
+        metrics_errors = [self._scrape(target, cell_dir / "metrics-before.prom")]
+        command = locust_command(self.experiment, cell, target, cell_dir)
+        self.progress.start_cell(index, len(self.cells), cell.id)
+        started_at = now_iso()
+        cpu_before = children_cpu_seconds()
+        start = time.monotonic()
+        code, timed_out = self._run_locust(command, cell_dir)
+        wall = time.monotonic() - start
+        client_cpu = children_cpu_seconds() - cpu_before
+        metrics_errors.append(self._scrape(target, cell_dir / "metrics-after.prom"))
+        has_precise = (cell_dir / "precise.json").exists()
+        if self.stop_requested:
+            status, reason = "interrupted", "stopped by a signal"
+        elif timed_out:
+            status, reason = "failed", f"Locust still running after {wall:.0f} s; killed"
+        elif code in MEASURED_EXIT_CODES and has_precise:
+            status, reason = "ok", None
+        else:
+            detail = _tail(cell_dir / "locust.log")
+            status, reason = "failed", f"Locust exited with code {code}: {detail}"
+        self._write_cell(
+            cell,
+            {
+                "status": status,
+                "reason": reason,
+                "exit_code": code,
+                "started_at": started_at,
+                "wall_time_s": round(wall, 3),
+                "client_cpu_s": round(client_cpu, 3),
+                "client_cpu_percent": round(100 * client_cpu / wall, 1) if wall > 0 else None,
+                "server": info.to_dict(),
+                "rest": target.rest,
+                "grpc": target.grpc,
+                "metrics_url": target.metrics,
+                "metrics_error": next((e for e in metrics_errors if e), None),
+                "command": command,
+            },
+        )
+        verdict = "ok" if status == "ok" else f"{status.upper()}: {reason}"
+        self.progress.message(f"[{index}/{len(self.cells)}] {cell.id}: {verdict} ({wall:.1f} s)")
+
+    def _run_locust(self, command: list, cell_dir: Path) -> tuple[int | None, bool]:
+        """Run Locust, reporting progress; returns (exit code, timed out)."""
+        limit = self.experiment.load.time_limit_s + CELL_GRACE_S
+        with open(cell_dir / "locust.log", "wb") as log:
+            process = subprocess.Popen(
+                command,
+                cwd=REPO,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        start = time.monotonic()
+        interrupted_at = None
+        timed_out = False
+        try:
+            while process.poll() is None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    process.wait(0.5)
+                now = time.monotonic()
+                if self.stop_requested and interrupted_at is None:
+                    interrupted_at = now
+                    process.send_signal(signal.SIGINT)  # Locust stops and writes its files
+                elif interrupted_at and now - interrupted_at > INTERRUPT_GRACE_S:
+                    process.kill()
+                elif not timed_out and now - start > limit:
+                    timed_out = True
+                    process.kill()
+                live = read_live_stats(cell_dir / "locust")
+                if live:
+                    self.progress.update(*live)
+        except BaseException:
+            process.kill()
+            process.wait()
+            raise
+        return process.returncode, timed_out
