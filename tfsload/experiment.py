@@ -24,6 +24,7 @@ from pathlib import Path
 
 from tfsload.errors import ConfigError
 from tfsload.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
+from tfsload.thresholds import CHECKS, Threshold
 
 PROTOCOLS = ("rest", "grpc")
 TOP_KEYS = {
@@ -46,8 +47,6 @@ LOAD_KEYS = {
     "warmup_requests",
     "arrival_rate",
 }
-# Threshold keys map one to one onto the Locust plugin's --check-* options.
-NUMERIC_THRESHOLDS = ("p50_ms", "p95_ms", "p99_ms", "fail_ratio", "min_rps")
 LAUNCH_KINDS = ("standin",)
 # Flags the runner sets itself for a launched stand-in: the ports it picked and the model.
 RUNNER_FLAGS = {
@@ -90,19 +89,27 @@ class Load:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """Pass/fail checks, evaluated by the Locust plugin inside each cell."""
+    """Pass/fail checks (``tfsload.thresholds``), evaluated by the Locust plugin in each cell.
 
-    limits: dict[str, float]
+    Keys map one to one onto the plugin's ``--check-*`` options.
+    """
+
+    checks: tuple[Threshold, ...]
     fail_on_saturation: bool
 
     def locust_args(self) -> list[str]:
         """The ``--check-*`` options carrying these thresholds."""
         args: list[str] = []
-        for key, value in self.limits.items():
-            args += [f"--check-{key.replace('_', '-')}", repr(value)]
+        for t in self.checks:
+            args += [f"--check-{t.check.replace('_', '-')}", repr(t.limit)]
         if self.fail_on_saturation:
             args.append("--fail-on-saturation")
         return args
+
+    def to_dict(self) -> dict:
+        return {t.check: t.limit for t in self.checks} | {
+            "fail_on_saturation": self.fail_on_saturation
+        }
 
 
 @dataclass(frozen=True)
@@ -254,17 +261,17 @@ def _parse_load(data: object, file: Path) -> Load:
 
 
 def _parse_thresholds(data: object, file: Path) -> Thresholds:
-    table = _Table(data, file, "thresholds", {*NUMERIC_THRESHOLDS, "fail_on_saturation"})
-    limits = {}
-    for key in NUMERIC_THRESHOLDS:
+    table = _Table(data, file, "thresholds", {*CHECKS, "fail_on_saturation"})
+    checks = []
+    for key in CHECKS:
         maximum = 1.0 if key == "fail_ratio" else None
         value = table.number(key, 0, maximum=maximum)
         if value is not None:
-            limits[key] = float(value)
+            checks.append(Threshold(key, float(value)))
     saturation = table.data.get("fail_on_saturation", False)
     if not isinstance(saturation, bool):
         raise ConfigError(f"{table.key('fail_on_saturation')}: must be true or false")
-    return Thresholds(limits, saturation)
+    return Thresholds(tuple(checks), saturation)
 
 
 def _parse_protocols(data: object, file: Path) -> tuple[str, ...]:
@@ -302,7 +309,11 @@ def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
         ref = data["targets_file"]
         if not isinstance(ref, str):
             raise ConfigError(f"{file}: targets_file: must be a string")
-        return tuple(ExperimentTarget(t, None) for t in load_targets((file.parent / ref).resolve()))
+        try:
+            targets = load_targets((file.parent / ref).resolve())
+        except ConfigError as exc:
+            raise ConfigError(f"{file}: targets_file: {exc}") from None
+        return tuple(ExperimentTarget(t, None) for t in targets)
     tables = data.get("targets")
     where = f"{file}: targets"
     if not isinstance(tables, list) or not tables:

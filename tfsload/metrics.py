@@ -68,24 +68,20 @@ def _matches(labels: tuple[tuple[str, str], ...], model_name: str) -> bool:
     return dict(labels).get("model_name", model_name) == model_name
 
 
-def _sum_samples(snapshot: Snapshot, family: str, suffix: str, model_name: str) -> float | None:
-    series = snapshot.get(family)
-    if series is None:
-        return None
-    values = [
-        v
-        for (name, labels), v in series.items()
-        if name == family + suffix and _matches(labels, model_name)
-    ]
-    return sum(values) if values else None
+def _counter_samples(snapshot: Snapshot, family: str, model_name: str):
+    """(labels, value) of a counter's series; typed counters come as ``<family>_total``."""
+    names = (family + "_total", family)  # untyped pages keep the bare name
+    for (name, labels), value in snapshot.get(family, {}).items():
+        if name in names and _matches(labels, model_name):
+            yield labels, value
 
 
 def _counter_delta(before: Snapshot, after: Snapshot, family: str, model_name: str) -> float | None:
-    """Change of a counter (the parser names counter samples ``<family>_total``)."""
-    end = _sum_samples(after, family, "_total", model_name)
-    if end is None:
+    """Change of a counter summed over its series, or None if the server does not export it."""
+    end = list(_counter_samples(after, family, model_name))
+    if not end:
         return None
-    return end - (_sum_samples(before, family, "_total", model_name) or 0.0)
+    return sum(v for _, v in end) - sum(v for _, v in _counter_samples(before, family, model_name))
 
 
 @dataclass(frozen=True)
@@ -180,14 +176,11 @@ def _histogram_delta(
 
 
 def _requests_by_status(before: Snapshot, after: Snapshot, model_name: str) -> dict[str, int]:
-    name = REQUEST_COUNT + "_total"
+    start = dict(_counter_samples(before, REQUEST_COUNT, model_name))
     statuses: dict[str, int] = {}
-    for (sample, labels), value in after.get(REQUEST_COUNT, {}).items():
-        if sample != name or not _matches(labels, model_name):
-            continue
-        start = before.get(REQUEST_COUNT, {}).get((sample, labels), 0.0)
+    for labels, value in _counter_samples(after, REQUEST_COUNT, model_name):
         status = dict(labels).get("status", "")
-        statuses[status] = statuses.get(status, 0) + round(value - start)
+        statuses[status] = statuses.get(status, 0) + round(value - start.get(labels, 0.0))
     return {status: n for status, n in sorted(statuses.items()) if n}
 
 

@@ -232,10 +232,7 @@ class Runner:
                     k: v for k, v in vars(exp.load).items() if v is not None and k != "max_duration"
                 }
                 | ({"max_duration": exp.load.max_duration} if exp.load.requests else {}),
-                "thresholds": {
-                    **exp.thresholds.limits,
-                    "fail_on_saturation": exp.thresholds.fail_on_saturation,
-                },
+                "thresholds": exp.thresholds.to_dict(),
             },
             "model": {
                 "name": exp.model.name,

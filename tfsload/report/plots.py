@@ -13,6 +13,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import LogLocator, ScalarFormatter
 
 from tfsload.report.summary import PERCENTILES
 from tfsload.report.table import PERCENTILE_LABELS
@@ -40,6 +41,14 @@ def _no_data(title: str, why: str) -> bytes:
     return _png(fig)
 
 
+def _plain_log_axis(ax) -> None:
+    """Log scale with plain numbers (2, 5, 10, 20 ms), not powers of ten."""
+    ax.set_yscale("log")
+    ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(plt.NullFormatter())
+
+
 def _measured(cells: list[dict]) -> list[dict]:
     return [c for c in cells if c.get("rps") is not None]
 
@@ -54,11 +63,10 @@ def percentiles_plot(cells: list[dict]) -> bytes:
         xs = [j + (i - (len(PERCENTILES) - 1) / 2) * width for j in range(len(cells))]
         ax.bar(xs, [c.get(p) or 0 for c in cells], width, label=PERCENTILE_LABELS[p])
     ax.set_xticks(range(len(cells)), [c["id"] for c in cells], rotation=20, ha="right")
-    ax.set_yscale("log")
-    ax.set_ylabel("latency (ms, log scale)")
+    ax.set_ylabel("latency (ms)")
     ax.set_title(PLOTS["percentiles"])
     ax.legend()
-    ax.grid(axis="y", which="both", alpha=0.3)
+    ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 
@@ -91,13 +99,17 @@ def latency_over_time_plot(cells: list[dict]) -> bytes:
             ts = [t["t"] for t in cell["timeline"]]
             ax.plot(ts, [t.get("p99_ms") for t in cell["timeline"]], color=color, label=cell["id"])
             ax.plot(ts, [t.get("p50_ms") for t in cell["timeline"]], color=color, ls="--")
-        ax.set_yscale("log")
-        ax.set_ylabel("latency (ms)")
+        _plain_log_axis(ax)
+        ax.set_ylabel("latency (ms, log scale)")
         ax.set_title(f"{PLOTS['latency_over_time']}: {protocol}")
         ax.legend(fontsize="small")
         ax.grid(alpha=0.3, which="both")
     axes[-1, 0].set_xlabel("seconds since the cell's measurements started")
     return _png(fig)
+
+
+def _bucket_label(le: float | str) -> str:
+    return "more" if le == "+Inf" else f"≤{le:g}"
 
 
 def batch_sizes_plot(cells: list[dict]) -> bytes:
@@ -111,21 +123,26 @@ def batch_sizes_plot(cells: list[dict]) -> bytes:
             PLOTS["batch_sizes"],
             "no cell's server exported a batch-size histogram (batching off or no metrics)",
         )
-    fig, axes = plt.subplots(len(with_data), 1, figsize=(9, 2.2 * len(with_data)), squeeze=False)
-    for ax, cell in zip(axes[:, 0], with_data, strict=True):
+    # One shared axis of buckets, so cells compare bucket by bucket.
+    bounds = sorted(
+        {r["le"] for c in with_data for r in c["server_metrics"]["batch_size"]["distribution"]},
+        key=lambda le: float("inf") if le == "+Inf" else le,
+    )
+    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(bounds) * len(with_data) ** 0.5), 4.5))
+    width = 0.8 / len(with_data)
+    for i, cell in enumerate(with_data):
         batch = cell["server_metrics"]["batch_size"]
-        rows = batch["distribution"]
-        labels = [f"≤{r['le']:g}" if isinstance(r["le"], float | int) else "more" for r in rows]
-        total = sum(r["count"] for r in rows) or 1
-        ax.bar(labels, [r["count"] / total for r in rows])
-        ax.set_ylabel("share")
-        ax.set_title(
-            f"{cell['id']}: {batch['batches']:,} batches, mean {batch['mean_rows']:.1f} rows",
-            fontsize="medium",
-        )
-        ax.grid(axis="y", alpha=0.3)
-    axes[-1, 0].set_xlabel("rows per executed batch (histogram bucket upper bounds)")
-    fig.suptitle(PLOTS["batch_sizes"])
+        counts = {r["le"]: r["count"] for r in batch["distribution"]}
+        total = sum(counts.values()) or 1
+        xs = [j + (i - (len(with_data) - 1) / 2) * width for j in range(len(bounds))]
+        label = f"{cell['id']}: {batch['batches']:,} batches, mean {batch['mean_rows']:.1f} rows"
+        ax.bar(xs, [counts.get(b, 0) / total for b in bounds], width, label=label)
+    ax.set_xticks(range(len(bounds)), [_bucket_label(b) for b in bounds])
+    ax.set_xlabel("rows per executed batch (histogram bucket upper bounds)")
+    ax.set_ylabel("share of batches")
+    ax.set_title(PLOTS["batch_sizes"])
+    ax.legend(fontsize="small")
+    ax.grid(axis="y", alpha=0.3)
     return _png(fig)
 
 

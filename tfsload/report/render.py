@@ -11,6 +11,7 @@ import html
 
 from tfsload.report.plots import PLOTS
 from tfsload.report.table import HEADERS, cell_row, header_facts, ms, server_name
+from tfsload.thresholds import CheckResult
 
 
 def _title(summary: dict) -> str:
@@ -73,9 +74,7 @@ def client_details(cell: dict) -> list[str]:
             f"sends, at most {arrival.get('max_lateness_ms', 0):.3f} ms late (latency counts from "
             "the intended send time)"
         )
-    for t in cell.get("thresholds", []):
-        state = "passed" if t.get("passed") else "FAILED"
-        lines.append(f"threshold {t['check']} ≤ {t['limit']:g}: {t['value']:g} {state}")
+    lines += [f"threshold {CheckResult(**t).describe()}" for t in cell.get("thresholds", [])]
     for f in cell.get("failure_kinds", [])[:5]:
         lines.append(f"error: {f.get('error')} ×{f.get('occurrences')}")
     return lines

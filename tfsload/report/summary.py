@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from tfsload.metrics import MetricsError, delta
+from tfsload.thresholds import CheckResult, Threshold, evaluate
 
 SUMMARY_FORMAT = "tfsload-summary/1"
 PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "p999_ms")
@@ -50,23 +51,21 @@ def verdict(cell: dict) -> str:
     """PASS, or FAIL with every reason (thresholds, saturation, errors), or the cell's status."""
     if cell["status"] != "ok":
         return cell["status"].upper().replace("_", " ")
-    problems = [
-        f"{t['check']} {t['value']:g} > {t['limit']:g}"
-        if t["check"] != "min_rps"
-        else f"{t['check']} {t['value']:g} < {t['limit']:g}"
-        for t in cell.get("thresholds", [])
-        if not t.get("passed", True)
-    ]
+    checks = [CheckResult(**t) for t in cell.get("thresholds", [])]
+    problems = [c.describe() for c in checks if not c.passed]
     if cell.get("saturated"):
         problems.append("generator saturated")
-    has_fail_ratio = any(t["check"] == "fail_ratio" for t in cell.get("thresholds", []))
-    if cell.get("failures") and not has_fail_ratio:
+    if cell.get("failures") and not any(c.check == "fail_ratio" for c in checks):
         problems.append(f"{cell['failures']} errors")
     return "FAIL: " + "; ".join(problems) if problems else "PASS"
 
 
-def summarize_cell(cell_dir: Path, cell_id: str, model: dict) -> dict:
-    """One cell's row: status, client numbers (precise JSON), server numbers (metrics delta)."""
+def summarize_cell(cell_dir: Path, cell_id: str, model: dict, limits: dict) -> dict:
+    """One cell's row: status, client numbers (precise JSON), server numbers (metrics delta).
+
+    Thresholds (``limits``: check name -> limit) are evaluated here on the precise totals, with
+    the same code the Locust plugin uses, so a re-rendered report judges cells the same way.
+    """
     record = _read_json(cell_dir / "cell.json") or {
         "id": cell_id,
         "status": "not_run",
@@ -104,7 +103,9 @@ def summarize_cell(cell_dir: Path, cell_id: str, model: dict) -> dict:
             generator_cpu_percent_max=generator.get("cpu_percent_max"),
             saturated=bool(precise.get("generator_saturated", generator.get("saturated"))),
             arrival=precise.get("arrival"),
-            thresholds=precise.get("thresholds", []),
+            thresholds=[
+                c.to_dict() for c in evaluate([Threshold(k, v) for k, v in limits.items()], total)
+            ],
             failure_kinds=precise.get("failures", []),
             timeline=[t for t in precise.get("timeline", []) if t.get("name") == "Aggregated"],
         )
@@ -198,7 +199,14 @@ def build_summary(out: Path) -> dict:
     if run is None:
         raise ResultsError(f"{out}: no run.json, not a tfsload results directory")
     model = run.get("model", {})
-    cells = [summarize_cell(out / "cells" / cid, cid, model) for cid in run.get("cells", [])]
+    limits = {
+        k: v
+        for k, v in run.get("experiment", {}).get("thresholds", {}).items()
+        if k != "fail_on_saturation"
+    }
+    cells = [
+        summarize_cell(out / "cells" / cid, cid, model, limits) for cid in run.get("cells", [])
+    ]
     kinds = sorted({c["server_kind"] for c in cells if c["server_kind"] != "unknown"})
     return {
         "format": SUMMARY_FORMAT,
