@@ -40,3 +40,21 @@ def run_cli(*args: str, timeout: float = 120, **kwargs) -> subprocess.CompletedP
         timeout=timeout,
         **kwargs,
     )
+
+
+@pytest.fixture(scope="session")
+def standin(exported_model, tmp_path_factory):
+    """One stand-in for the session: the exported model, batching off, metrics on.
+
+    Tests that share it must not depend on its metrics starting at zero (read deltas).
+    """
+    from tests.standin_process import start_standin
+
+    monitoring = tmp_path_factory.mktemp("standin") / "monitoring.cfg"
+    monitoring.write_text(
+        'prometheus_config { enable: true path: "/monitoring/prometheus/metrics" }\n'
+    )
+    with start_standin(
+        exported_model.version_dir.parent, f"--monitoring_config_file={monitoring}"
+    ) as server:
+        yield server

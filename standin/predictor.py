@@ -1,0 +1,252 @@
+"""The model behind both transports: lookup, request checks, batched or direct runs, status.
+
+REST and gRPC requests end up here as TF Serving's ``TensorflowPredictor`` sees them: the model
+spec is resolved (``Servable not found for request: Latest(foo)``), the signature looked up, the
+inputs checked against it in TF Serving's order, and the model run either through the shared
+:class:`~standin.batcher.Batcher` or directly on a worker thread. Warm-up replays its records
+through the same checks, so a record TF Serving would reject fails the load here too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import numpy as np
+
+from standin.batcher import Batcher
+from standin.config_files import BatchingConfig
+from standin.metrics import Metrics
+from standin.servable import DEFAULT_SIGNATURE, Servable, Signature
+from standin.status import ServingError, invalid, not_found
+from standin.tensors import dtype_name, to_ndarray
+from tfsload.errors import ConfigError
+
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_WARMUP_RECORDS = 1000
+
+# Turns one request input into (DataType enum, array); raises ServingError when it cannot.
+Decode = Callable[[str, object], tuple[int, np.ndarray]]
+
+
+def decode_proto(alias: str, proto) -> tuple[int, np.ndarray]:
+    """Decode a gRPC TensorProto input."""
+    return proto.dtype, to_ndarray(proto, alias)
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """A checked request: what to run and which outputs to return."""
+
+    signature: Signature
+    arrays: dict[str, np.ndarray]
+    outputs: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Prediction:
+    version: int
+    signature_name: str
+    outputs: dict[str, np.ndarray]
+    dtypes: dict[str, int]
+
+
+def _names(keys) -> str:
+    return ",".join(sorted(keys))
+
+
+class Predictor:
+    """Serves one model version; its state is what GetModelStatus reports."""
+
+    def __init__(
+        self,
+        model_name: str,
+        version: int,
+        metrics: Metrics,
+        batching: BatchingConfig | None,
+        max_workers: int,
+    ) -> None:
+        self.model_name = model_name
+        self.version = version
+        self.state = "LOADING"
+        self.servable: Servable | None = None
+        self._metrics = metrics
+        self._executor = ThreadPoolExecutor(max_workers, "predict")
+        self._batcher = Batcher(batching, self._run_batch, metrics) if batching else None
+
+    def resolve(self, name: str, version: int | None, label: str | None) -> Servable:
+        """ServerCore::GetServableHandle: the servable for a model spec, or TF Serving's error."""
+        if not name:
+            raise invalid("ModelSpec has no name specified.")
+        if label is not None:
+            raise invalid(f"Unrecognized servable version label: {label}")
+        servable = self.servable
+        if servable is None or name != self.model_name or version not in (None, servable.version):
+            request = f"Latest({name})" if version is None else f"Specific({name}, {version})"
+            raise not_found(f"Servable not found for request: {request}")
+        return servable
+
+    def status(self, name: str, version: int | None) -> list[tuple[int, str]]:
+        """(version, state) pairs, as GetModelStatusImpl reports them."""
+        if name != self.model_name:
+            raise not_found(f"Could not find any versions of model {name}")
+        if version is not None and version != self.version:
+            raise not_found(f"Could not find version {version} of model {name}")
+        return [(self.version, self.state)]
+
+    def prepare(
+        self,
+        servable: Servable,
+        signature_name: str,
+        inputs: Mapping[str, object],
+        decode: Decode,
+        output_filter: tuple[str, ...] = (),
+    ) -> Prepared:
+        """TF Serving's RunPredict/PreProcessPrediction checks, in its order."""
+        key = signature_name or DEFAULT_SIGNATURE
+        signature = servable.signatures.get(key)
+        if signature is None:
+            raise ServingError(
+                grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{key}" not found.'
+            )
+        expected = signature.inputs
+        defaults = servable.signature_def_map.signature_def[key].defaults
+        if len(inputs) > len(expected) or (len(inputs) < len(expected) and not defaults):
+            extra = set(inputs) - set(expected)
+            missing = set(expected) - set(inputs)
+            raise invalid(
+                f"input size does not match signature: {len(inputs)}!={len(expected)} "
+                f"len({{{_names(inputs)}}}) != len({{{_names(expected)}}}). "
+                f"Sent extra: {{{_names(extra)}}}. Missing but required: {{{_names(missing)}}}."
+            )
+        arrays = {}
+        for alias, value in inputs.items():
+            if alias not in expected:
+                raise invalid(
+                    f"input tensor alias not found in signature: {alias}. "
+                    f"Inputs expected to be in the set {{{_names(expected)}}}."
+                )
+            dtype, array = decode(alias, value)
+            want = expected[alias].dtype
+            if dtype != want:
+                index = sorted(expected).index(alias)
+                raise invalid(
+                    f"Expects arg[{index}] to be {dtype_name(want)} "
+                    f"but {dtype_name(dtype)} is provided"
+                )
+            arrays[alias] = array
+        outputs = tuple(output_filter) or tuple(signature.outputs)
+        seen: set[str] = set()
+        for alias in output_filter:
+            if alias not in signature.outputs:
+                raise invalid(
+                    f"output tensor alias not found in signature: {alias} Outputs expected to "
+                    f"be in the set {{{_names(signature.outputs)}}}."
+                )
+            if alias in seen:
+                raise invalid(f"duplicate output tensor alias: {alias}")
+            seen.add(alias)
+        return Prepared(signature, arrays, outputs)
+
+    async def predict(
+        self,
+        name: str,
+        version: int | None,
+        label: str | None,
+        signature_name: str,
+        inputs: Mapping[str, object],
+        decode: Decode,
+        output_filter: tuple[str, ...] = (),
+    ) -> Prediction:
+        """Check and run one predict request (either transport)."""
+        servable = self.resolve(name, version, label)
+        prepared = self.prepare(servable, signature_name, inputs, decode, output_filter)
+        signature = prepared.signature
+        start = time.perf_counter()
+        if self._batcher is not None:
+            shapes = tuple(
+                (alias, array.dtype.str, array.shape[1:])
+                for alias, array in sorted(prepared.arrays.items())
+            )
+            outputs = await self._batcher.submit((signature.name, shapes), prepared.arrays)
+        else:
+            loop = asyncio.get_running_loop()
+            outputs = await loop.run_in_executor(
+                self._executor, servable.run, signature, prepared.arrays
+            )
+        self._metrics.runtime(name, (time.perf_counter() - start) * 1e6)
+        return Prediction(
+            version=servable.version,
+            signature_name=signature.name,
+            outputs={alias: outputs[alias] for alias in prepared.outputs},
+            dtypes={alias: signature.outputs[alias].dtype for alias in prepared.outputs},
+        )
+
+    def _run_batch(self, key: tuple, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        servable = self.servable
+        return servable.run(servable.signatures[key[0]], inputs)
+
+    def load(self, path: Path, warmup: bool) -> int:
+        """Load the SavedModel and replay its warm-up records; returns how many were replayed.
+
+        Runs on a worker thread while the transports already answer (status LOADING).
+        """
+        servable = Servable(self.model_name, self.version, path)
+        replayed = self._warm_up(servable) if warmup else 0
+        self.servable = servable
+        self.state = "AVAILABLE"
+        return replayed
+
+    def _warm_up(self, servable: Servable) -> int:
+        """TF Serving's saved_model_warmup: PredictionLog records, at most 1000, all must pass."""
+        import tensorflow as tf
+        from google.protobuf.message import DecodeError
+        from tensorflow_serving.apis import prediction_log_pb2
+
+        path = servable.path / WARMUP_FILE
+        if not path.exists():
+            return 0
+        try:
+            records = list(tf.data.TFRecordDataset(str(path)).as_numpy_iterator())
+        except tf.errors.OpError as exc:
+            raise ConfigError(f"{path}: cannot read the warm-up records ({exc.message})") from None
+        if len(records) > MAX_WARMUP_RECORDS:
+            raise ConfigError(
+                f"{path}: Number of warmup records exceeds the maximum ({MAX_WARMUP_RECORDS})"
+            )
+        for index, raw in enumerate(records):
+            try:
+                log = prediction_log_pb2.PredictionLog.FromString(raw)
+                if log.WhichOneof("log_type") != "predict_log":
+                    raise invalid(
+                        f"Unsupported log_type for warmup: {log.WhichOneof('log_type')} "
+                        "(the stand-in replays predict_log records)"
+                    )
+                request = log.predict_log.request
+                prepared = self.prepare(
+                    servable,
+                    request.model_spec.signature_name,
+                    request.inputs,
+                    decode_proto,
+                    tuple(request.output_filter),
+                )
+                servable.run(prepared.signature, prepared.arrays)
+            except DecodeError:
+                raise ConfigError(
+                    f"{path}: warm-up record {index} is not a PredictionLog"
+                ) from None
+            except ServingError as exc:
+                raise ConfigError(f"{path}: warm-up record {index} failed: {exc.message}") from None
+        return len(records)
+
+    async def close(self) -> None:
+        """Let queued and running work finish, then stop the worker threads."""
+        self.state = "END"
+        if self._batcher is not None:
+            await self._batcher.close()
+        await asyncio.get_running_loop().run_in_executor(None, self._executor.shutdown)

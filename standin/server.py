@@ -1,0 +1,207 @@
+"""Start-up, readiness and graceful shutdown of the stand-in.
+
+Order: flags and config files are checked before TensorFlow is imported (mistakes are reported
+in a fraction of a second); then both ports open with the model in state LOADING, the SavedModel
+loads and warms up on a worker thread, and only then does status say AVAILABLE (and the gRPC
+health service SERVING). SIGTERM or SIGINT stops accepting new calls, lets in-flight ones and
+queued batches finish, and the process exits 0. One log line at start and one at stop carry the
+configuration in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import sys
+
+from standin import BANNER, SERVER_HEADER
+from standin.config_files import BatchingConfig, read_batching, read_metrics_path
+from standin.flags import IGNORED_FLAGS, Flags
+from standin.servable import find_version
+from tfsload.errors import ConfigError
+
+log = logging.getLogger("standin")
+
+MAX_MESSAGE_BYTES = 2**31 - 1  # TF Serving accepts messages up to 2 GiB
+SHUTDOWN_GRACE_S = 60.0
+
+
+@contextlib.contextmanager
+def _quiet_stderr():
+    """Hide the C++ banner lines TensorFlow prints while it is imported (CUDA probing etc.)."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def import_tensorflow(flags: Flags):
+    """Import TensorFlow and apply the thread settings before anything runs on it."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    with _quiet_stderr():
+        import tensorflow as tf
+
+        import standin.grpc_service  # noqa: F401  (imports tensorflow_serving's protos)
+
+        threading = tf.config.threading
+        if flags.tensorflow_intra_op_parallelism:
+            threading.set_intra_op_parallelism_threads(flags.tensorflow_intra_op_parallelism)
+        if flags.tensorflow_inter_op_parallelism:
+            threading.set_inter_op_parallelism_threads(flags.tensorflow_inter_op_parallelism)
+        tf.config.list_physical_devices("GPU")  # probes CUDA now, while its complaints are hidden
+    return tf
+
+
+def describe(
+    flags: Flags, version: int, batching: BatchingConfig | None, metrics_path: str | None
+) -> str:
+    """The configuration in force, for the start and stop log lines."""
+    grpc_at = f"{flags.bind_address}:{flags.port}" if flags.port else "off"
+    rest_at = f"{flags.bind_address}:{flags.rest_api_port}" if flags.rest_api_port else "off"
+    parts = [
+        f"model '{flags.model_name}' version {version} from {flags.model_base_path}",
+        f"gRPC {grpc_at}",
+        f"REST {rest_at}",
+        f"metrics {metrics_path or 'off'}",
+        f"batching {batching.describe() if batching else 'off'}",
+        f"grpc_max_threads={flags.grpc_max_threads}",
+        f"rest_api_num_threads={flags.rest_api_num_threads}",
+        f"rest_api_timeout_in_ms={flags.rest_api_timeout_in_ms}",
+        f"intra_op={flags.tensorflow_intra_op_parallelism}",
+        f"inter_op={flags.tensorflow_inter_op_parallelism}",
+        f"warmup={'on' if flags.enable_model_warmup else 'off'}",
+    ]
+    if flags.ignored:
+        parts.append(
+            "ignored " + ", ".join(f"--{name} ({IGNORED_FLAGS[name]})" for name in flags.ignored)
+        )
+    return "; ".join(parts)
+
+
+async def serve(flags: Flags) -> int:
+    """Run until SIGTERM/SIGINT; returns the exit status. Bad input raises ConfigError."""
+    batching = read_batching(flags.batching_parameters_file) if flags.enable_batching else None
+    metrics_path = read_metrics_path(flags.monitoring_config_file)
+    version, version_dir = find_version(flags.model_base_path)
+    import_tensorflow(flags)
+
+    import grpc
+    from aiohttp import web
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+    from grpc_health.v1._async import HealthServicer
+
+    from standin.grpc_service import add_services
+    from standin.metrics import Metrics
+    from standin.predictor import Predictor
+    from standin.rest import RestApi
+
+    metrics = Metrics(batching)
+    predictor = Predictor(
+        flags.model_name,
+        version,
+        metrics,
+        batching,
+        max_workers=flags.grpc_max_threads + flags.rest_api_num_threads,
+    )
+    health = HealthServicer()
+    await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    grpc_server = None
+    if flags.port:
+        grpc_server = grpc.aio.server(
+            options=[
+                ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+                ("grpc.so_reuseport", 0),
+            ],
+            maximum_concurrent_rpcs=flags.grpc_max_threads,
+        )
+        add_services(grpc_server, predictor, metrics)
+        health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
+        address = f"{flags.bind_address}:{flags.port}"
+        try:
+            bound = grpc_server.add_insecure_port(address)
+        except RuntimeError:
+            bound = 0
+        if not bound:
+            raise ConfigError(f"--port {flags.port}: cannot listen on {address} (in use?)")
+        await grpc_server.start()
+
+    rest_runner = None
+    if flags.rest_api_port:
+        api = RestApi(predictor, metrics, flags, metrics_path)
+        rest_runner = web.AppRunner(
+            api.application(),
+            access_log=None,
+            handle_signals=False,
+            shutdown_timeout=SHUTDOWN_GRACE_S,
+        )
+        await rest_runner.setup()
+        try:
+            await web.TCPSite(
+                rest_runner, flags.bind_address, flags.rest_api_port, backlog=1024
+            ).start()
+        except OSError as exc:
+            if grpc_server is not None:
+                await grpc_server.stop(None)
+            raise ConfigError(
+                f"--rest_api_port {flags.rest_api_port}: cannot listen on "
+                f"{flags.bind_address}:{flags.rest_api_port} ({exc.strerror or exc})"
+            ) from None
+
+    stop = asyncio.Event()
+    received: list[str] = []
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, lambda s=signum: (received.append(s.name), stop.set()))
+
+    config = describe(flags, version, batching, metrics_path)
+    status = 0
+    try:
+        load = asyncio.ensure_future(
+            asyncio.to_thread(predictor.load, version_dir, flags.enable_model_warmup)
+        )
+        stopping = asyncio.ensure_future(stop.wait())
+        await asyncio.wait({load, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        if load.done():
+            records = load.result()  # raises ConfigError when the load or warm-up fails
+            await health.set("", health_pb2.HealthCheckResponse.SERVING)
+            log.info(
+                "%s %s ready (%d warm-up records replayed): %s",
+                BANNER,
+                SERVER_HEADER.split("/")[1],
+                records,
+                config,
+            )
+            await stopping
+    finally:
+        await health.enter_graceful_shutdown()
+        await asyncio.gather(
+            grpc_server.stop(SHUTDOWN_GRACE_S) if grpc_server else asyncio.sleep(0),
+            rest_runner.cleanup() if rest_runner else asyncio.sleep(0),
+        )
+        await predictor.close()
+    why = f"after {received[0]}" if received else "on its own"
+    log.info("%s stopped %s; configuration was: %s", BANNER, why, config)
+    return status
+
+
+def main(argv: list[str]) -> int:
+    from standin.flags import parse_flags
+
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(name)s %(message)s", stream=sys.stderr
+    )
+    try:
+        flags = parse_flags(argv)
+        return asyncio.run(serve(flags))
+    except ConfigError as exc:
+        print(f"standin: {exc}", file=sys.stderr)
+        return 2

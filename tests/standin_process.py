@@ -1,0 +1,143 @@
+"""Start the real stand-in server (``python -m standin``) as a subprocess for tests.
+
+Other test files use this with the flags they need (the compose tests pass the compose file's
+exact flags); ``tests/conftest.py`` builds the shared session server on it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    """A port nothing listens on right now (bind to 0 and read it back)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class StandinProcess:
+    """A running stand-in: where to reach it and its process."""
+
+    process: subprocess.Popen
+    rest_url: str  # http://127.0.0.1:Q
+    grpc_target: str  # 127.0.0.1:P
+    model_name: str
+    metrics_url: str | None  # set when a monitoring config was passed
+    log_path: Path
+    _final_log: str | None = None
+
+    def log(self) -> str:
+        """Everything the server wrote to stdout and stderr so far (also after it stopped)."""
+        if self._final_log is not None:
+            return self._final_log
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self, timeout: float = 60) -> int:
+        """SIGTERM and wait; returns the exit status."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise
+
+
+def _metrics_path(flags: tuple[str, ...]) -> str | None:
+    """The Prometheus path the given flags configure, read the way the server reads it."""
+    config = None
+    for index, flag in enumerate(flags):
+        if flag.startswith("--monitoring_config_file="):
+            config = flag.split("=", 1)[1]
+        elif flag == "--monitoring_config_file" and index + 1 < len(flags):
+            config = flags[index + 1]
+    if not config:
+        return None
+    from standin.config_files import read_metrics_path
+
+    return read_metrics_path(config)
+
+
+def wait_available(server: StandinProcess, timeout: float) -> None:
+    """Poll model status until it says AVAILABLE; fail with the log if the server exits."""
+    deadline = time.monotonic() + timeout
+    url = f"{server.rest_url}/v1/models/{server.model_name}"
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(
+                f"stand-in exited with {server.process.returncode} before it was ready:\n"
+                + server.log()
+            )
+        with contextlib.suppress(requests.RequestException):
+            if '"AVAILABLE"' in requests.get(url, timeout=5).text:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"stand-in not AVAILABLE after {timeout} s:\n" + server.log())
+
+
+@contextlib.contextmanager
+def start_standin(
+    model_base_path: Path,
+    *flags: str,
+    model_name: str = "model",
+    timeout: float = 120,
+) -> Iterator[StandinProcess]:
+    """Run ``python -m standin`` on free ports until the block ends (then SIGTERM and wait).
+
+    ``flags`` are passed as they are, after the ports, model name and base path.
+    """
+    grpc_port, rest_port = free_port(), free_port()
+    log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log")
+    command = [
+        sys.executable,
+        "-m",
+        "standin",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={model_name}",
+        f"--model_base_path={model_base_path}",
+        *flags,
+    ]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    try:
+        process = subprocess.Popen(
+            command, cwd=REPO, stdout=log_fd, stderr=subprocess.STDOUT, env=env
+        )
+    finally:
+        os.close(log_fd)
+    metrics_path = _metrics_path(flags)
+    rest_url = f"http://127.0.0.1:{rest_port}"
+    server = StandinProcess(
+        process=process,
+        rest_url=rest_url,
+        grpc_target=f"127.0.0.1:{grpc_port}",
+        model_name=model_name,
+        metrics_url=f"{rest_url}{metrics_path}" if metrics_path else None,
+        log_path=Path(log_name),
+    )
+    try:
+        wait_available(server, timeout)
+        yield server
+    finally:
+        try:
+            server.stop()
+        finally:
+            server._final_log = server.log()
+            server.log_path.unlink(missing_ok=True)
