@@ -1,0 +1,66 @@
+"""Distributed runs (``--processes N``, or ``--master`` with ``--worker`` processes): one result.
+
+When a test starts, the master splits warm-up, request count and arrival rate among the workers
+and sends each its share, before Locust's spawn orders, so that it arrives first. Every worker
+then adds to Locust's own periodic report the precise numbers it recorded since its previous
+report and its cumulative facts (CPU, lateness, phase times, done); the master merges them.
+Locust's stats and the precise numbers travel in the same message, so the two agree even about
+a report that arrives late. A worker still in its warm-up clears Locust's stats before each
+report, so warm-up requests never reach the master. Once every worker with a share of
+``--request-count`` has reported done, all its numbers are in, and the master stops the run.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from locust.runners import MasterRunner, WorkerRunner
+
+from tfsload.options import Settings
+from tfsload.session import RunRecord, Session, Share, split_run
+
+SHARE_MESSAGE = "tfsload_share"
+REPORT_KEY = "tfsload"
+
+log = logging.getLogger("tfsload")
+
+
+def active_workers(runner: MasterRunner) -> list[str]:
+    """Ids of the workers that take part in a starting test, in worker-index order."""
+    nodes = runner.clients.ready + runner.clients.spawning + runner.clients.running
+    return sorted((node.id for node in nodes), key=runner.get_worker_index)
+
+
+def send_shares(runner: MasterRunner, settings: Settings) -> list[str]:
+    """Send each active worker its share of the run; returns the workers that got one."""
+    workers = active_workers(runner)
+    if not workers:
+        return []
+    for client_id, share in zip(workers, split_run(settings, len(workers)), strict=True):
+        runner.send_message(SHARE_MESSAGE, share.to_dict(), client_id=client_id)
+    return workers
+
+
+def late_share(settings: Settings) -> Share:
+    """The share of a worker that joined after the start: none of a fixed count or rate."""
+    if settings.request_count or settings.open_loop:
+        log.warning("tfsload: this worker joined after the test started; it sends nothing")
+        return Share(0, 0, 0.0, sends=False)
+    return Share(0, 0, 0.0)
+
+
+def worker_report(session: Session, runner: WorkerRunner) -> dict:
+    """This worker's part of the next report; clears Locust's stats while still warming up."""
+    if session.budget.warmup and not session.budget.measured:
+        runner.stats.reset_all()
+    return {"stats": session.stats.export(), "facts": session.facts()}
+
+
+def merge_report(record: RunRecord, client_id: str, report: dict) -> None:
+    record.stats.merge(report["stats"])
+    record.facts[client_id] = report["facts"]
+
+
+def all_done(record: RunRecord, workers: list[str]) -> bool:
+    """True once every worker that got a share has reported its count complete."""
+    return bool(workers) and all(record.facts.get(w, {}).get("done") for w in workers)

@@ -1,0 +1,230 @@
+"""Microsecond-precise latency statistics per stats row, mergeable across processes.
+
+Locust buckets response times under 100 ms to whole milliseconds before it computes
+percentiles; TF Serving answers in 1-10 ms, so that rounding is most of the signal. Every request
+event is therefore also recorded, in µs, into an HDR histogram (3 significant digits, so each
+percentile is within 0.1 %) per (type, name) row. Exact count, failures, rows, sum, min and max
+are kept beside it. Histograms hold successful requests only: a refused connection answers in
+microseconds and would flatter every percentile.
+
+Worker processes :meth:`PreciseStats.export` their numbers since the last report, and the master
+:meth:`PreciseStats.merge`\\ s them, so a distributed run ends up with exactly the histograms a
+single process would have recorded. A per-second timeline (all rows together, 2 significant
+digits) travels the same way.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+
+from hdrh.histogram import HdrHistogram
+
+LOWEST_US = 1
+HIGHEST_US = 3_600_000_000  # one hour: anything longer is clamped
+DIGITS = 3
+TIMELINE_DIGITS = 2  # per-second points need less precision and are kept for the whole run
+PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0),
+               ("p999_ms", 99.9))  # fmt: skip
+TOTAL_NAME = "Aggregated"
+
+
+def new_histogram(digits: int = DIGITS) -> HdrHistogram:
+    return HdrHistogram(LOWEST_US, HIGHEST_US, digits)
+
+
+def to_micros(response_time_ms: float) -> int:
+    return min(max(round(response_time_ms * 1000), 0), HIGHEST_US)
+
+
+def _ms(micros: float | None) -> float | None:
+    return None if micros is None else round(micros / 1000, 3)
+
+
+@dataclass
+class Entry:
+    """One stats row: every request counted, successful ones in the histogram."""
+
+    name: str
+    type: str
+    count: int = 0
+    failures: int = 0
+    rows: int = 0  # prediction rows answered by successful requests
+    sum_us: int = 0
+    min_us: int = sys.maxsize
+    max_us: int = 0
+    histogram: HdrHistogram = field(default_factory=new_histogram)
+
+    def record(self, micros: int, failed: bool, rows: int) -> None:
+        self.count += 1
+        if failed:
+            self.failures += 1
+            return
+        self.rows += rows
+        self.sum_us += micros
+        self.min_us = min(self.min_us, micros)
+        self.max_us = max(self.max_us, micros)
+        self.histogram.record_value(micros)
+
+    def add(self, other: Entry) -> None:
+        self.count += other.count
+        self.failures += other.failures
+        self.rows += other.rows
+        self.sum_us += other.sum_us
+        self.min_us = min(self.min_us, other.min_us)
+        self.max_us = max(self.max_us, other.max_us)
+        self.histogram.add(other.histogram)
+
+    def export(self) -> dict:
+        encoded = self.histogram.encode().decode() if self.count > self.failures else ""
+        return {
+            "name": self.name, "type": self.type, "count": self.count,
+            "failures": self.failures, "rows": self.rows, "sum_us": self.sum_us,
+            "min_us": self.min_us, "max_us": self.max_us, "histogram": encoded,
+        }  # fmt: skip
+
+    @classmethod
+    def from_export(cls, data: dict) -> Entry:
+        entry = cls(**{key: value for key, value in data.items() if key != "histogram"})
+        if data["histogram"]:
+            entry.histogram = HdrHistogram.decode(data["histogram"])
+        return entry
+
+    def summary(self, wall_time_s: float) -> dict:
+        """The row as in the precise JSON: counts, rates, latencies in ms (µs resolution)."""
+        ok = self.count - self.failures
+        latencies: dict[str, float | None] = {"min_ms": None, "mean_ms": None}
+        latencies.update({key: None for key, _ in PERCENTILES})
+        latencies["max_ms"] = None
+        if ok:
+            values = self.histogram.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+            latencies["min_ms"] = _ms(self.min_us)
+            latencies["mean_ms"] = _ms(self.sum_us / ok)
+            for key, percentile in PERCENTILES:
+                # A histogram bucket's upper edge can lie past the exact maximum: clamp to it.
+                latencies[key] = _ms(min(max(values[percentile], self.min_us), self.max_us))
+            latencies["max_ms"] = _ms(self.max_us)
+        per_second = 1 / wall_time_s if wall_time_s > 0 else 0.0
+        return {
+            "name": self.name,
+            "type": self.type,
+            "count": self.count,
+            "failures": self.failures,
+            "rps": round(self.count * per_second, 3),
+            "rows_per_s": round(self.rows * per_second, 3),
+            **latencies,
+            "histogram": self.histogram.encode().decode() if ok else "",
+        }
+
+
+@dataclass
+class Second:
+    """All requests that completed within one wall-clock second."""
+
+    count: int = 0
+    failures: int = 0
+    histogram: HdrHistogram = field(default_factory=lambda: new_histogram(TIMELINE_DIGITS))
+
+
+class PreciseStats:
+    """Precise statistics of one process (or, on a master, of all workers merged)."""
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], Entry] = {}
+        self.seconds: dict[int, Second] = {}
+
+    def record(
+        self, request_type: str, name: str, response_time_ms: float, failed: bool, rows: int,
+        when: float,
+    ) -> None:  # fmt: skip
+        """Count one completed request; ``when`` is its completion time (epoch seconds)."""
+        entry = self.entries.get((request_type, name))
+        if entry is None:
+            entry = self.entries[(request_type, name)] = Entry(name, request_type)
+        micros = to_micros(response_time_ms)
+        entry.record(micros, failed, rows)
+        second = self.seconds.get(int(when))
+        if second is None:
+            second = self.seconds[int(when)] = Second()
+        second.count += 1
+        if failed:
+            second.failures += 1
+        else:
+            second.histogram.record_value(micros)
+
+    def reset(self) -> None:
+        self.entries.clear()
+        self.seconds.clear()
+
+    def export(self) -> dict:
+        """Everything recorded since the last export, JSON-serialisable; then start afresh."""
+        data = {
+            "entries": [entry.export() for entry in self.entries.values()],
+            "seconds": [
+                [
+                    t,
+                    s.count,
+                    s.failures,
+                    s.histogram.encode().decode() if s.count > s.failures else "",
+                ]
+                for t, s in self.seconds.items()
+            ],
+        }
+        self.reset()
+        return data
+
+    def merge(self, data: dict) -> None:
+        """Add numbers exported by another process."""
+        for exported in data["entries"]:
+            incoming = Entry.from_export(exported)
+            entry = self.entries.get((incoming.type, incoming.name))
+            if entry is None:
+                self.entries[(incoming.type, incoming.name)] = incoming
+            else:
+                entry.add(incoming)
+        for t, count, failures, encoded in data["seconds"]:
+            second = self.seconds.get(t)
+            if second is None:
+                second = self.seconds[t] = Second()
+            second.count += count
+            second.failures += failures
+            if encoded:
+                second.histogram.decode_and_add(encoded)
+
+    def total(self) -> Entry:
+        """All rows together, named like Locust's total row."""
+        total = Entry(TOTAL_NAME, "")
+        for entry in self.entries.values():
+            total.add(entry)
+        return total
+
+    def summaries(self, wall_time_s: float) -> tuple[list[dict], dict]:
+        """Summaries of every row (sorted by name, type) and of the total."""
+        rows = [
+            self.entries[key].summary(wall_time_s) for key in sorted(self.entries, key=_by_name)
+        ]
+        return rows, self.total().summary(wall_time_s)
+
+    def timeline(self, start_time: float) -> list[dict]:
+        """Per-second points; ``t`` is where each second ends, in seconds since ``start_time``."""
+        points = []
+        for t in sorted(self.seconds):
+            second = self.seconds[t]
+            ok = second.count - second.failures
+            values = second.histogram.get_percentile_to_value_dict([50.0, 99.0]) if ok else {}
+            points.append(
+                {
+                    "t": round(max(t + 1 - start_time, 0.0), 3),
+                    "name": TOTAL_NAME,
+                    "count": second.count,
+                    "failures": second.failures,
+                    "p50_ms": _ms(values.get(50.0)),
+                    "p99_ms": _ms(values.get(99.0)),
+                }
+            )
+        return points
+
+
+def _by_name(key: tuple[str, str]) -> tuple[str, str]:
+    request_type, name = key
+    return name, request_type

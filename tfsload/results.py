@@ -1,0 +1,189 @@
+"""The precise results of a run: the JSON for machines, the CSV, and the printed summary.
+
+Everything here works on plain data (a merged :class:`~tfsload.precise.PreciseStats` and
+dicts), so it is the same for a single process, ``--processes`` and a distributed master, and
+it is testable without Locust. The JSON layout is the ``tfsload-precise/1`` contract in
+docs/design.md; files are written atomically so that a reader never sees half a result.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from tfsload.arrival import Lateness, arrival_summary
+from tfsload.files import write_atomic
+from tfsload.options import Settings
+from tfsload.precise import PERCENTILES, PreciseStats
+from tfsload.saturation import CpuUse, generator_summary
+from tfsload.thresholds import CheckResult, Threshold, evaluate
+
+FORMAT = "tfsload-precise/1"
+CSV_COLUMNS = (
+    ("type", "Type"), ("name", "Name"), ("count", "Request Count"),
+    ("failures", "Failure Count"), ("rps", "Requests/s"), ("rows_per_s", "Rows/s"),
+    ("min_ms", "Min (ms)"), ("mean_ms", "Mean (ms)"), ("p50_ms", "50% (ms)"),
+    ("p90_ms", "90% (ms)"), ("p95_ms", "95% (ms)"), ("p99_ms", "99% (ms)"),
+    ("p999_ms", "99.9% (ms)"), ("max_ms", "Max (ms)"),
+)  # fmt: skip
+
+
+def measured_window(facts: list[dict], started: float, stopped: float, counted: bool) -> tuple:
+    """(start, end) epoch seconds of the measured phase over all generating processes.
+
+    It starts when the first process finished its warm-up (or at the test start without one),
+    and ends with the last counted completion of a ``--request-count`` run that reached its
+    count, otherwise when the test stopped.
+    """
+    starts = [f["measured_start"] for f in facts if f["measured_start"] is not None]
+    start = min(starts) if starts else started
+    ends = [f["last_completion"] for f in facts if f["last_completion"] is not None]
+    if counted and facts and ends and all(f["done"] for f in facts):
+        return start, max(ends)
+    return start, max(stopped, start)
+
+
+def build_results(
+    stats: PreciseStats,
+    *,
+    settings: Settings,
+    facts: list[dict],
+    started: float,
+    stopped: float,
+    failures: list[dict],
+) -> dict:
+    """Assemble the ``tfsload-precise/1`` document; rates are over the measured wall time.
+
+    ``facts`` are the generating processes' :meth:`~tfsload.session.Session.facts`.
+    ``passed`` is true when every threshold held, no request failed, and the generator was not
+    saturated while ``--fail-on-saturation`` asked for that.
+    """
+    start, end = measured_window(facts, started, stopped, bool(settings.request_count))
+    wall_time_s = end - start
+    entries, total = stats.summaries(wall_time_s)
+    thresholds = [Threshold(check, limit) for check, limit in settings.thresholds.items()]
+    checks = evaluate(thresholds, total)
+    generator = generator_summary(
+        [CpuUse(**f["cpu"]) for f in facts], settings.saturation_cpu_percent
+    )
+    arrival = arrival_summary(
+        settings.arrival,
+        settings.arrival_rate if settings.open_loop else None,
+        [Lateness(**f["lateness"]) for f in facts],
+    )
+    passed = (
+        all(check.passed for check in checks)
+        and total["failures"] == 0
+        and not (settings.fail_on_saturation and generator["saturated"])
+    )
+    return {
+        "format": FORMAT,
+        "start_time": round(start, 3),
+        "end_time": round(end, 3),
+        "wall_time_s": round(wall_time_s, 3),
+        "request_count_target": settings.request_count or None,
+        "warmup_requests": settings.warmup_requests,
+        "arrival": arrival,
+        "generator": generator,
+        "generator_saturated": generator["saturated"],
+        "entries": entries,
+        "total": total,
+        "failures": failures,
+        "timeline": stats.timeline(start),
+        "thresholds": [check.to_dict() for check in checks],
+        "passed": passed,
+    }
+
+
+def exit_code(results: dict, fail_on_saturation: bool) -> int | None:
+    """3 when a threshold failed, 4 when saturated with ``--fail-on-saturation``, else None.
+
+    None leaves the decision to Locust: ``--exit-code-on-error`` if requests failed, else 0.
+    """
+    if not all(check["passed"] for check in results["thresholds"]):
+        return 3
+    if fail_on_saturation and results["generator_saturated"]:
+        return 4
+    return None
+
+
+def write_json(path: Path, results: dict) -> None:
+    write_atomic(path, json.dumps(results, indent=1) + "\n")
+
+
+def csv_text(rows: list[dict]) -> str:
+    """Summaries (entries, then the total) as CSV: Locust-style headers, ms with µs digits."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow([title for _, title in CSV_COLUMNS])
+    for row in rows:
+        writer.writerow(["" if row[key] is None else row[key] for key, _ in CSV_COLUMNS])
+    return out.getvalue()
+
+
+def write_csv(path: Path, results: dict) -> None:
+    write_atomic(path, csv_text([*results["entries"], results["total"]]))
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def summary_text(results: dict) -> str:
+    """The table and verdict lines printed when a run ends."""
+    keys = ["count", "failures", "rps", "rows_per_s", "min_ms", "mean_ms"]
+    keys += [key for key, _ in PERCENTILES] + ["max_ms"]
+    heads = ["reqs", "fails", "req/s", "rows/s", "min", "mean", "p50", "p90", "p95", "p99",
+             "p99.9", "max"]  # fmt: skip
+    rows = [*results["entries"], results["total"]]
+    name_width = max(len("Name"), *(len(f"{row['type']} {row['name']}".strip()) for row in rows))
+    lines = [
+        "Precise latency (ms, µs resolution; percentiles of successful requests)",
+        f"{'Name':<{name_width}} " + " ".join(f"{head:>9}" for head in heads),
+    ]
+    for row in rows:
+        label = f"{row['type']} {row['name']}".strip()
+        lines.append(f"{label:<{name_width}} " + " ".join(f"{_cell(row[k]):>9}" for k in keys))
+    target = results["request_count_target"]
+    counted = f"{results['total']['count']} requests" + (f" of {target}" if target else "")
+    if results["warmup_requests"]:
+        counted += f", after {results['warmup_requests']} warm-up requests"
+    lines.append(f"Wall time {results['wall_time_s']:.3f} s ({counted})")
+    arrival = results["arrival"]
+    if arrival["mode"] == "closed":
+        lines.append("Arrival: closed loop")
+    else:
+        lines.append(
+            f"Arrival: open loop, {arrival['mode']} {arrival['rate']:g}/s; "
+            f"{arrival['late_sends']} of {arrival['sends']} sends late "
+            f"(max {arrival['max_lateness_ms']:.3f} ms)"
+        )
+        if not arrival["schedule_kept"]:
+            lines.append(
+                "WARNING: the send schedule was not kept: add users, or generator processes "
+                "if the generator is saturated; latencies include the delay"
+            )
+    generator = results["generator"]
+    lines.append(
+        f"Generator CPU: max {generator['cpu_percent_max']:.0f}%, mean "
+        f"{generator['cpu_percent_mean']:.0f}% over {generator['processes']} process(es)"
+    )
+    if generator["saturated"]:
+        lines.append(
+            "WARNING: the load generator was saturated (CPU above the limit): these numbers "
+            "are not to be trusted; use more processes (--processes) or fewer users"
+        )
+    return "\n".join(lines)
+
+
+def failed_check_lines(results: dict) -> list[str]:
+    """One line per failed threshold."""
+    return [
+        f"tfsload: threshold failed: {CheckResult(**check).describe()}"
+        for check in results["thresholds"]
+        if not check["passed"]
+    ]

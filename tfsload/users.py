@@ -1,0 +1,220 @@
+"""The Locust users: TF Serving predict over REST (RestUser) and gRPC (GrpcUser).
+
+Both send the run's pre-encoded request (:mod:`tfsload.payload`), check every answer
+(:mod:`tfsload.validate`) and report one request event per call, failures named by cause. In
+closed loop a user sends again as soon as its answer is in; in open loop it waits for the send
+time it claimed from the process's schedule, and its latency counts from that time.
+
+The generic classes take their address from ``-H`` (or ``--rest-host`` / ``--grpc-host`` when
+one process runs both). :func:`target_user_classes` makes one subclass per target and protocol
+of a targets file; those keep their address in ``target``, because Locust's ``-H`` overwrites
+the ``host`` of every user class.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import ClassVar
+
+import gevent
+import grpc
+import grpc.experimental.gevent
+from locust import User, constant, task
+from locust.contrib.fasthttp import FastHttpUser
+
+from tfsload import protos, session
+from tfsload.errors import ConfigError
+from tfsload.options import Settings
+from tfsload.session import Endpoint, Send
+from tfsload.targets import Target, normalize_grpc, normalize_http
+from tfsload.validate import (
+    grpc_failure,
+    grpc_reply_failure,
+    rest_failure,
+    transport_failure,
+)
+
+# gRPC must use gevent's event loop before any channel exists; Locust forks --processes
+# workers after importing this module, and channels are only made in on_start, after the fork.
+grpc.experimental.gevent.init_gevent()
+
+IDLE_S = 0.5  # how long a user with nothing to send waits before asking again
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
+JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+
+class PredictUser(User):
+    """What RestUser and GrpcUser share: the send loop, pacing and naming."""
+
+    abstract = True
+    protocol: ClassVar[str]
+    target: ClassVar[Target | None] = None
+    wait_time = constant(0)
+
+    @classmethod
+    def endpoint(cls, settings: Settings, host: str | None) -> Endpoint:
+        """Where this class sends and its stats row; ConfigError names the missing option."""
+        if cls.target is not None:
+            return Endpoint(f"{cls.target.name} {cls.protocol}", cls.target.url(cls.protocol))
+        name = f"{settings.target_name} {cls.protocol}" if settings.target_name else cls.protocol
+        own_flag = f"--{cls.protocol}-host"
+        own = settings.rest_host if cls.protocol == "rest" else settings.grpc_host
+        example = "http://host:port" if cls.protocol == "rest" else "grpc://host:port"
+        if not (own or host):
+            raise ConfigError(f"{cls.__name__} needs an address: -H {example} or {own_flag}")
+        check = normalize_http if cls.protocol == "rest" else normalize_grpc
+        try:
+            return Endpoint(name, check(own or host))
+        except ValueError as exc:
+            flag = own_flag if own else "-H"
+            raise ConfigError(f"{flag}: {exc}; {cls.__name__} needs {example}") from None
+
+    def on_start(self) -> None:
+        self.session = session.current()
+        endpoint = self.session.endpoints.get(type(self)) if self.session else None
+        if endpoint is None:  # the run's settings were rejected (already reported), or no run
+            self.session = None
+            return
+        self.stats_name = endpoint.name
+        self.request_context = {"rows": self.session.payload.rows}
+        self.connect(endpoint.address)
+
+    def connect(self, address: str) -> None:
+        """Prepare to send to ``address`` (called in on_start, after any fork)."""
+
+    def send(self, intended: float | None) -> None:
+        """Make one predict call and report it; a late send's latency counts from ``intended``."""
+        raise NotImplementedError
+
+    @task
+    def predict(self) -> None:
+        run = self.session
+        send: Send | None = run.next_send(time.perf_counter()) if run else None
+        if send is None:
+            gevent.sleep(IDLE_S)
+            return
+        if send.intended is not None:
+            wait_until(send.intended)
+        run.sent(send, time.perf_counter())
+        self.send(send.intended)
+
+
+def wait_until(intended: float) -> None:
+    """Sleep until about ``intended`` (a perf_counter time), and never later than needed.
+
+    gevent's timers round a timeout up to whole milliseconds (epoll), so sleeping the exact
+    delay leaves every open-loop send about 1 ms late, and that lateness would be added to its
+    latency. Sleeping the whole milliseconds below the delay leaves it up to 1 ms early
+    instead; an early send's latency counts from when it really left (see ``send``).
+    """
+    whole_ms = math.floor((intended - time.perf_counter()) * 1000)
+    if whole_ms > 0:
+        gevent.sleep(whole_ms / 1000)
+
+
+class RestUser(FastHttpUser, PredictUser):
+    """POST /v1/models/<model>:predict with the pre-encoded JSON body."""
+
+    abstract = False
+    protocol = "rest"
+
+    def __init__(self, environment) -> None:
+        # FastHttpUser insists on a host; the address comes from endpoint() in on_start instead.
+        if self.host is None:
+            self.host = ""
+        super().__init__(environment)
+
+    def connect(self, address: str) -> None:
+        self.url = address + self.session.payload.rest_path
+
+    def send(self, intended: float | None) -> None:
+        payload = self.session.payload
+        started = time.perf_counter()
+        with self.client.request(
+            "POST",
+            self.url,
+            name=self.stats_name,
+            data=payload.rest_body,
+            headers=JSON_HEADERS,
+            catch_response=True,
+            context=self.request_context,
+        ) as response:
+            if response.status_code == 0:
+                failure = transport_failure(response.error)
+            else:
+                failure = rest_failure(response.status_code, response.content, payload.rows)
+            if intended is not None and started > intended:  # left late: count from intended
+                response.request_meta["response_time"] += (started - intended) * 1000
+            if failure:
+                response.failure(failure)
+            else:
+                response.success()
+
+
+class GrpcUser(PredictUser):
+    """PredictionService/Predict with the pre-serialized PredictRequest, one channel per user."""
+
+    abstract = False
+    protocol = "grpc"
+    channel: grpc.Channel | None = None
+
+    def connect(self, address: str) -> None:
+        limits = [
+            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+        ]
+        self.channel = grpc.insecure_channel(address, options=limits)
+        # No (de)serializers: the request is sent as prepared bytes, the reply checked as bytes.
+        self.call = self.channel.unary_unary(protos.PREDICT_METHOD)
+
+    def on_stop(self) -> None:
+        if self.channel is not None:
+            self.channel.close()
+            self.channel = None
+
+    def send(self, intended: float | None) -> None:
+        run = self.session
+        started = time.perf_counter()
+        length = 0
+        try:
+            reply = self.call(run.payload.grpc_request, timeout=run.settings.grpc_timeout)
+        except grpc.RpcError as error:
+            code = error.code() if callable(getattr(error, "code", None)) else None
+            details = error.details() if callable(getattr(error, "details", None)) else None
+            failure = grpc_failure(code.name if code else "UNKNOWN", details)
+        else:
+            length = len(reply)
+            failure = grpc_reply_failure(reply, run.payload.rows)
+        # In open loop a late send counts from its intended time, an early one from its start.
+        elapsed = time.perf_counter() - (started if intended is None else min(started, intended))
+        self.environment.events.request.fire(
+            request_type="gRPC",
+            name=self.stats_name,
+            response_time=elapsed * 1000,
+            response_length=length,
+            exception=failure,
+            context=self.request_context,
+        )
+
+
+def class_name(target_name: str, protocol: str) -> str:
+    """``tfs-gpu-batching`` + ``grpc`` -> ``TfsGpuBatchingGrpc``."""
+    words = target_name.replace("_", "-").split("-")
+    return "".join(word[:1].upper() + word[1:] for word in words) + protocol.capitalize()
+
+
+def target_user_classes(targets: list[Target], source: str) -> dict[str, type[PredictUser]]:
+    """One user class per target and protocol it serves, named by :func:`class_name`."""
+    classes: dict[str, type[PredictUser]] = {}
+    for target in targets:
+        for base in (RestUser, GrpcUser):
+            address = target.url(base.protocol)
+            if not address:
+                continue
+            name = class_name(target.name, base.protocol)
+            if name in classes or name in (RestUser.__name__, GrpcUser.__name__):
+                raise ConfigError(f"{source}: target {target.name!r} makes a second class {name}")
+            doc = f"{target.label}: {base.protocol.upper()} predict to {address}."
+            classes[name] = type(name, (base,), {"target": target, "__doc__": doc})
+    return classes
