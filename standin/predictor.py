@@ -196,7 +196,14 @@ class Predictor:
 
         Runs on a worker thread while the transports already answer (status LOADING).
         """
-        servable = Servable(self.model_name, self.version, path)
+        try:
+            servable = Servable(self.model_name, self.version, path)
+        except ConfigError:
+            raise
+        except Exception as exc:  # TensorFlow's many ways of refusing a SavedModel
+            first = (str(exc).strip().splitlines() or [""])[0]
+            problem = f"{type(exc).__name__}: {first}"
+            raise ConfigError(f"{path}: cannot load the SavedModel ({problem})") from None
         replayed = self._warm_up(servable) if warmup else 0
         self.servable = servable
         self.state = "AVAILABLE"

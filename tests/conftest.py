@@ -58,3 +58,17 @@ def standin(exported_model, tmp_path_factory):
         exported_model.version_dir.parent, f"--monitoring_config_file={monitoring}"
     ) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def saved_model_outputs(exported_model):
+    """``rows -> output_0`` computed by the exported SavedModel itself, in this process."""
+    import numpy as np
+    import tensorflow as tf
+
+    signature = tf.saved_model.load(str(exported_model.version_dir)).signatures["serving_default"]
+
+    def predict(rows) -> np.ndarray:
+        return signature(input_1=tf.constant(np.asarray(rows, dtype=np.int32)))["output_0"].numpy()
+
+    return predict

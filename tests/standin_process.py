@@ -75,6 +75,21 @@ def _metrics_path(flags: tuple[str, ...]) -> str | None:
     return read_metrics_path(config)
 
 
+def metric_value(metrics_url: str, name: str, **labels: str) -> float:
+    """The current value of one Prometheus sample (0 when absent), read with prometheus-client.
+
+    prometheus-client's parser names counter samples ``<name>_total``.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = requests.get(metrics_url, timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                return sample.value
+    return 0.0
+
+
 def wait_available(server: StandinProcess, timeout: float) -> None:
     """Poll model status until it says AVAILABLE; fail with the log if the server exits."""
     deadline = time.monotonic() + timeout
