@@ -7,7 +7,8 @@
 # does on a host.
 #
 # Final stage: the official Locust image plus exactly requirements-client.txt, no TensorFlow, and
-# this project's client code. The locust-master and locust-worker services run it.
+# this project's client code in the repository's layout (locustfiles/tfserving.py puts the folder
+# above it on the import path). The locust-master and locust-worker services run it.
 
 FROM python:3.11.15-slim AS tensorflow
 ENV PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 TF_CPP_MIN_LOG_LEVEL=2
@@ -28,4 +29,3 @@ COPY tfsload/ tfsload/
 COPY locustfiles/ locustfiles/
 COPY configs/ configs/
 COPY --from=tensorflow /opt/tfsload/tfsload/_generated/tfserving_descriptors.binpb tfsload/_generated/tfserving_descriptors.binpb
-ENV PYTHONPATH=/home/locust/tfsload

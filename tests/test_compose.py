@@ -1,0 +1,604 @@
+"""compose.yaml, its configs and the Locust image, checked without a Docker engine.
+
+No engine runs here, so each part is checked by the real thing that can run: the compose files
+by the official Compose schema (check-jsonschema's vendored compose-spec), the contract on the
+parsed file (YAML anchors resolved as Compose resolves them), the TF Serving flags by starting
+the stand-in with each service's exact command line, the healthcheck by running it against that
+stand-in, and the Dockerfile by a Dockerfile parser. Whatever needs an engine is skipped, with
+the reason.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from dockerfile_parse import DockerfileParser
+from ruamel.yaml import YAML
+
+from standin.config_files import read_batching, read_metrics_path
+from tests.conftest import REPO
+from tests.standin_process import start_standin
+from tfsload.protos import DEFAULT_PATH as DESCRIPTORS_PATH
+from tfsload.targets import load_targets
+
+COMPOSE_FILES = sorted(REPO.glob("compose*.yaml"))
+COMPOSE = REPO / "compose.yaml"
+CONFIGS = REPO / "configs"
+TFSERVING = ("tfs-cpu", "tfs-gpu-batching", "tfs-gpu")
+GPU_SERVICES = {"tfs-gpu-batching", "tfs-gpu"}
+# Host ports of the original experiment: {service: {host port: container port}}.
+PUBLISHED = {
+    "tfs-cpu": {8500: 8500, 8501: 8501},
+    "tfs-gpu-batching": {8505: 8500, 8506: 8501},
+    "tfs-gpu": {8507: 8500, 8508: 8501},
+    "locust-master": {8089: 8089},
+    "prometheus": {9090: 9090},
+}
+GRPC_PORT, REST_PORT = 8500, 8501
+# The official image's entrypoint runs these before the service's `command:` flags.
+ENTRYPOINT_FLAGS = (
+    f"--port={GRPC_PORT}",
+    f"--rest_api_port={REST_PORT}",
+    "--model_name=model",
+    "--model_base_path=/models/model",
+)
+BATCHING_FLAGS = ("--enable_batching", "--batching_parameters_file")
+COMMON_FLAGS = {
+    "--grpc_max_threads": "1000",
+    "--monitoring_config_file": "/configs/monitoring.cfg",
+    "--enable_model_warmup": "true",
+}
+
+
+def load_yaml(path: Path) -> dict:
+    """Parse YAML with anchors and ``<<`` merge keys resolved, as Compose reads its files."""
+    return YAML(typ="safe").load(path)
+
+
+def dump_yaml(data: dict, path: Path) -> None:
+    YAML(typ="safe").dump(data, path)
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def services(compose) -> dict:
+    return compose["services"]
+
+
+def run(
+    *args: str, cwd: Path = REPO, timeout: float = 120, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env)
+
+
+def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
+    """The official Compose JSON schema, as vendored (with its checksum) by check-jsonschema."""
+    return run(
+        sys.executable,
+        "-m",
+        "check_jsonschema",
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(path),
+    )
+
+
+def flag_map(flags: list[str]) -> dict[str, str]:
+    """``--name=value`` flags as {"--name": "value"}; a bare ``--name`` maps to ""."""
+    return dict(f.split("=", 1) if "=" in f else (f, "") for f in flags)
+
+
+def published(service: dict) -> dict[int, int]:
+    """{host port: container port} of a service, requiring every port to bind to 127.0.0.1."""
+    ports = {}
+    for entry in service.get("ports", []):
+        host_ip, host_port, container_port = str(entry).split(":")
+        assert host_ip == "127.0.0.1", f"{entry!r} is reachable from other machines"
+        ports[int(host_port)] = int(container_port)
+    return ports
+
+
+def mounts(service: dict) -> dict[str, tuple[str, str]]:
+    """{container path: (host path, mode)} from a service's short-syntax volumes."""
+    result = {}
+    for entry in service.get("volumes", []):
+        host, container, *mode = entry.split(":")
+        assert host.startswith("./"), f"{entry!r}: only bind mounts of repository paths are used"
+        result[container] = (host, mode[0] if mode else "rw")
+    return result
+
+
+def host_path(container_path: str, service: dict, replace: dict[str, Path] | None = None) -> Path:
+    """Where ``container_path`` of ``service`` lies on this machine, through its bind mounts.
+
+    ``replace`` maps a mount's host path (``./models``) to another directory (a test's model).
+    """
+    path = PurePosixPath(container_path)
+    for target, (host, _mode) in mounts(service).items():
+        if path.is_relative_to(target):
+            base = (replace or {}).get(host, REPO / host)
+            return Path(base, path.relative_to(target))
+    raise AssertionError(f"{container_path} is not under any volume of the service")
+
+
+# ---- schema ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_compose_file_matches_the_compose_spec(path):
+    result = check_compose_schema(path)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def misspelt_key(compose: dict) -> None:
+    compose["services"]["tfs-cpu"]["helthcheck"] = compose["services"]["tfs-cpu"].pop("healthcheck")
+
+
+def unknown_condition(compose: dict) -> None:
+    compose["services"]["tfs-cpu"]["depends_on"]["model-export"]["condition"] = "service_done"
+
+
+def gpu_without_capabilities(compose: dict) -> None:
+    del compose["services"]["tfs-gpu"]["deploy"]["resources"]["reservations"]["devices"][0][
+        "capabilities"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("breakage", "named"),
+    [
+        (misspelt_key, "helthcheck"),
+        (unknown_condition, "service_done"),
+        (gpu_without_capabilities, "capabilities"),
+    ],
+    ids=lambda v: getattr(v, "__name__", None),
+)
+def test_the_schema_check_rejects_a_broken_compose_file(tmp_path, compose, breakage, named):
+    broken = copy.deepcopy(compose)
+    breakage(broken)
+    path = tmp_path / "compose.yaml"
+    dump_yaml(broken, path)
+    result = check_compose_schema(path)
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert named in result.stdout
+
+
+# ---- the contract ----------------------------------------------------------------------------
+
+
+def test_the_services(services):
+    assert set(services) == {
+        "model-export",
+        *TFSERVING,
+        "locust-master",
+        "locust-worker",
+        "prometheus",
+    }
+
+
+def test_pulled_images_are_pinned_and_the_gpu_image_is_the_same_release(services):
+    for name, service in services.items():
+        if "build" in service:
+            continue  # built here; the Dockerfile's base images are checked below
+        tag = service["image"].partition(":")[2]
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+(-gpu)?", tag), f"{name}: image {service['image']}"
+    cpu_tag = services["tfs-cpu"]["image"]
+    assert cpu_tag.startswith("tensorflow/serving:")
+    for name in GPU_SERVICES:
+        assert services[name]["image"] == f"{cpu_tag}-gpu"
+
+
+def test_ports_are_the_original_experiments_on_127_0_0_1(services):
+    for name, service in services.items():
+        assert published(service) == PUBLISHED.get(name, {}), name
+
+
+def test_the_host_targets_file_points_at_the_published_ports(services):
+    container_port = {"rest": REST_PORT, "grpc": GRPC_PORT}
+    for target in load_targets():
+        host_ports = {c: h for h, c in published(services[target.name]).items()}
+        for protocol, port in container_port.items():
+            address = urlsplit(f"//{target.url(protocol).split('//')[-1]}")
+            assert (address.hostname, address.port) == ("127.0.0.1", host_ports[port])
+
+
+def test_the_in_network_targets_file_points_at_the_services():
+    targets = load_targets(CONFIGS / "targets-compose.toml")
+    assert [t.name for t in targets] == list(TFSERVING)
+    for t in targets:
+        assert t.rest == f"http://{t.name}:{REST_PORT}"
+        assert t.grpc == f"{t.name}:{GRPC_PORT}"
+
+
+def gpu_devices(service: dict) -> list[dict]:
+    return service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+
+
+def test_gpu_reservations_only_on_the_gpu_services(services):
+    for name, service in services.items():
+        devices = gpu_devices(service)
+        if name in GPU_SERVICES:
+            assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}], name
+        else:
+            assert not devices, name
+        assert "gpus" not in service, name
+
+
+def test_batching_flags_only_on_tfs_gpu_batching(services):
+    for name in TFSERVING:
+        flags = flag_map(services[name]["command"])
+        batching = {f: v for f, v in flags.items() if f in BATCHING_FLAGS}
+        if name == "tfs-gpu-batching":
+            assert batching == {
+                "--enable_batching": "true",
+                "--batching_parameters_file": "/configs/batch-config.cfg",
+            }
+        else:
+            assert not batching, name
+    for name, service in services.items():
+        if name not in TFSERVING:
+            assert not any("batching" in str(arg) for arg in service.get("command", [])), name
+
+
+def test_every_tf_serving_service_shares_the_setup(services):
+    for name in TFSERVING:
+        service = services[name]
+        flags = flag_map(service["command"])
+        assert {f: flags.get(f) for f in COMMON_FLAGS} == COMMON_FLAGS, name
+        assert mounts(service)["/models"] == ("./models", "ro"), name
+        assert service["depends_on"] == {
+            "model-export": {"condition": "service_completed_successfully"}
+        }, name
+        assert service["restart"] == "unless-stopped", name
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD" and '"AVAILABLE"' in test[-1] and "/v1/models/model " in test[-1]
+
+
+def test_every_mounted_path_exists_or_is_the_exported_model(services):
+    """./models is not in git: the model-export service (or ``make export``) writes it."""
+    writers = {n for n, s in services.items() if ("./models", "rw") in mounts(s).values()}
+    assert writers == {"model-export"}
+    assert "/models/" in (REPO / ".gitignore").read_text().split()
+    for name, service in services.items():
+        for container, (host, _mode) in mounts(service).items():
+            if host != "./models":
+                assert (REPO / host).exists(), f"{name}: {host} (mounted at {container})"
+
+
+def test_flag_paths_exist_through_the_mounts(services):
+    for name in TFSERVING:
+        for flag in ("--monitoring_config_file", "--batching_parameters_file"):
+            value = flag_map(services[name]["command"]).get(flag)
+            if value:
+                assert host_path(value, services[name]).is_file(), f"{name}: {flag}={value}"
+
+
+def test_locust_master_and_workers_share_the_image_and_settings(services, image_build):
+    master, worker = services["locust-master"], services["locust-worker"]
+    for key in ("build", "image", "environment", "volumes"):
+        assert master[key] == worker[key], key
+    assert master["command"] == ["--master", "--class-picker"]
+    assert worker["command"] == ["--worker", "--master-host", "locust-master"]
+    assert worker["depends_on"]["locust-master"] == {"condition": "service_started"}
+    for service in (master, worker):
+        assert service["depends_on"]["model-export"] == {
+            "condition": "service_completed_successfully"
+        }
+    env, image = master["environment"], image_build["stages"][-1]
+    assert image.repository_path(env["LOCUST_LOCUSTFILE"]).is_file()
+    assert image.repository_path(env["LOCUST_TARGETS_FILE"]) == CONFIGS / "targets-compose.toml"
+    assert host_path(env["LOCUST_INSTANCES_FILE"], master) == (
+        REPO / "models" / "model" / "instances.json"
+    )
+
+
+@pytest.mark.parametrize("name", ["locust-master", "locust-worker"])
+def test_locust_started_as_the_container_offers_a_class_per_target(name, services):
+    """A real Locust process with the service's environment and command (the image's entrypoint
+    is ``locust``; its working directory holds the repository's layout, as REPO does here)."""
+    service = services[name]
+    locust = Path(sys.executable).with_name("locust")
+    env = {**os.environ, **service["environment"]}
+    result = run(str(locust), *service["command"], "--list", env=env, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listed = set(result.stdout.split())
+    assert {
+        f"{prefix}{protocol}"
+        for prefix in ("TfsCpu", "TfsGpuBatching", "TfsGpu")
+        for protocol in ("Rest", "Grpc")
+    } <= listed
+
+
+def test_the_batching_config_is_the_original_experiments():
+    config = read_batching(str(CONFIGS / "batch-config.cfg"))
+    assert (
+        config.max_batch_size,
+        config.batch_timeout_micros,
+        config.max_enqueued_batches,
+        config.num_batch_threads,
+    ) == (1000, 1000, 16, 16)
+
+
+def test_everything_scrapes_the_path_the_monitoring_config_serves(services):
+    metrics_path = read_metrics_path(str(CONFIGS / "monitoring.cfg"))
+    prometheus = load_yaml(host_path("/etc/prometheus/prometheus.yml", services["prometheus"]))
+    assert prometheus["scrape_configs"][0]["metrics_path"] == metrics_path
+    for targets_file in ("targets.toml", "targets-compose.toml"):
+        for target in load_targets(CONFIGS / targets_file):
+            assert target.metrics == f"{target.rest}{metrics_path}"
+
+
+def test_prometheus_scrapes_the_three_servers_in_its_profile(services):
+    prometheus = services["prometheus"]
+    assert prometheus["profiles"] == ["metrics"]
+    config = load_yaml(host_path("/etc/prometheus/prometheus.yml", prometheus))
+    (job,) = config["scrape_configs"]
+    (static,) = job["static_configs"]
+    assert static["targets"] == [f"{name}:{REST_PORT}" for name in TFSERVING]
+
+
+def test_model_export_skips_an_existing_export(tmp_path, services):
+    """The export service's own command exits 0 without training when the model is there.
+
+    Only the shell runs: were its check wrong, it would try ``python -m model_export`` in an
+    empty directory and fail.
+    """
+    export = services["model-export"]
+    workdir = tmp_path / "opt-tfsload"
+    models = host_path("/opt/tfsload/models", export, {"./models": workdir / "models"})
+    (models / "model").mkdir(parents=True)
+    (models / "model" / "instances.json").write_text("[]")
+    result = run(*export["command"], cwd=workdir, timeout=30)
+    assert result.returncode == 0, result.stderr
+    (models / "model" / "instances.json").unlink()
+    assert run(*export["command"], cwd=workdir, timeout=60).returncode != 0
+
+
+# ---- the Locust image ------------------------------------------------------------------------
+
+
+def dockerfile_stages(path: Path) -> list[list[dict]]:
+    """The instructions of each build stage, in order (comments left out)."""
+    stages: list[list[dict]] = []
+    for instruction in DockerfileParser(fileobj=path.open("rb")).structure:
+        if instruction["instruction"] == "FROM":
+            stages.append([])
+        if instruction["instruction"] != "COMMENT":
+            stages[-1].append(instruction)
+    return stages
+
+
+def read_requirements(path: Path) -> set[str]:
+    """Normalised ``name==version`` lines of a requirements file, following ``-r``."""
+    pins = set()
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line.startswith("-r"):
+            pins |= read_requirements(path.parent / line[2:].strip())
+        elif line:
+            name, _, version = line.partition("==")
+            pins.add(f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}")
+    return pins
+
+
+class Stage:
+    """One build stage, replayed: where its COPY instructions put repository files."""
+
+    def __init__(self, instructions: list[dict], context: Path):
+        self.instructions = instructions
+        self.base, _, self.name = instructions[0]["value"].partition(" AS ")
+        self.workdir = PurePosixPath("/")
+        self.copies: dict[PurePosixPath, Path] = {}  # image path -> repository path
+        self.from_stage: list[tuple[str, PurePosixPath, PurePosixPath]] = []
+        self.runs: list[tuple[PurePosixPath, list[str]]] = []  # (working directory, argv)
+        self.env: dict[str, str] = {}
+        for instruction in instructions[1:]:
+            kind, words = instruction["instruction"], shlex.split(instruction["value"])
+            if kind == "WORKDIR":
+                self.workdir = self.workdir / words[0]
+            elif kind == "ENV":
+                self.env.update(word.split("=", 1) for word in words)
+            elif kind == "RUN":
+                self.runs.append((self.workdir, words))
+            elif kind == "COPY" and words[0].startswith("--from="):
+                source, dest = words[1:]
+                self.from_stage.append((words[0][7:], PurePosixPath(source), self.at(dest)))
+            elif kind == "COPY":
+                *sources, dest = words
+                for source in sources:
+                    assert (context / source).exists(), f"COPY {source}: not in the repository"
+                    # A directory's contents go to dest; a file goes into a dest ending in /.
+                    into = dest.endswith("/") and (context / source).is_file()
+                    self.copies[self.at(dest) / Path(source).name if into else self.at(dest)] = (
+                        context / source
+                    )
+
+    def at(self, path: str) -> PurePosixPath:
+        return self.workdir / path
+
+    def repository_path(self, image_path: str) -> Path:
+        """The repository file that the image holds at ``image_path`` (relative: to WORKDIR)."""
+        path = self.at(image_path)
+        for copied, source in self.copies.items():
+            if path.is_relative_to(copied):
+                return source / path.relative_to(copied)
+        raise AssertionError(f"{path} is not copied into the image")
+
+    def pip_installs(self) -> set[str]:
+        """Everything the stage's ``pip install`` commands name, ``-r`` files expanded."""
+        pins: set[str] = set()
+        for workdir, argv in self.runs:
+            if argv[:2] != ["pip", "install"]:
+                assert "pip" not in argv, f"RUN {' '.join(argv)}: install with `pip install`"
+                continue
+            words = iter(argv[2:])
+            for word in words:
+                if word == "-r":
+                    pins |= read_requirements(self.copies[workdir / next(words)])
+                elif not word.startswith("-"):
+                    pins.add(word.lower())
+        return pins
+
+
+@pytest.fixture(scope="module")
+def image_build(services) -> dict:
+    build = services["locust-master"]["build"]
+    context = (REPO / build["context"]).resolve()
+    stages = [Stage(s, context) for s in dockerfile_stages(context / build["dockerfile"])]
+    return {"context": context, "stages": stages, "build": build}
+
+
+def test_the_locust_image_installs_exactly_the_client_requirements(image_build):
+    final = image_build["stages"][-1]
+    client = read_requirements(REPO / "requirements-client.txt")
+    assert final.pip_installs() == client
+    assert not any(pin.startswith("tensorflow") for pin in client)
+    locust_pin = next(pin for pin in client if pin.startswith("locust=="))
+    assert final.base == f"locustio/locust:{locust_pin.removeprefix('locust==')}"
+
+
+def test_every_base_image_is_pinned(image_build):
+    for stage in image_build["stages"]:
+        assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*", stage.base), stage.base
+
+
+def test_the_locust_image_gets_the_descriptors_its_stage_builds(image_build, services):
+    builder, final = image_build["stages"][0], image_build["stages"][-1]
+    ((stage, source, dest),) = final.from_stage
+    assert stage == builder.name
+    built = [
+        workdir / argv[-1]
+        for workdir, argv in builder.runs
+        if argv[:4] == ["python", "-m", "tfsload.protos", "build"]
+    ]
+    assert built == [source]
+    # The locustfile imports tfsload from the folder above its own; tfsload/protos.py looks for
+    # the descriptors inside that package.
+    locustfile = services["locust-master"]["environment"]["LOCUST_LOCUSTFILE"]
+    package_root = final.at(locustfile).parents[1]
+    assert final.copies[package_root / "tfsload"] == REPO / "tfsload"
+    assert dest == package_root / DESCRIPTORS_PATH.relative_to(REPO).as_posix()
+
+
+def test_the_export_service_runs_the_tensorflow_stage(services, image_build):
+    builder = image_build["stages"][0]
+    export = services["model-export"]
+    assert export["build"] == {**image_build["build"], "target": builder.name}
+    assert PurePosixPath("/opt/tfsload/models") in {
+        PurePosixPath(c) for c in mounts(export)
+    } and builder.workdir == PurePosixPath("/opt/tfsload")
+    assert builder.pip_installs() == read_requirements(REPO / "requirements.txt")
+
+
+def test_the_build_context_leaves_out_local_state(image_build):
+    ignored = set((image_build["context"] / ".dockerignore").read_text().split())
+    assert {".venv", "models", "tfsload/_generated", ".git"} <= ignored
+
+
+# ---- what needs Docker -----------------------------------------------------------------------
+
+
+def docker_missing(*check: str) -> str | None:
+    """Why a Docker check cannot run here, or None when it can."""
+    if shutil.which("docker") is None:
+        return "no docker CLI on this machine"
+    result = run("docker", *check, timeout=60)
+    return None if result.returncode == 0 else f"`docker {' '.join(check)}` failed"
+
+
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
+def test_docker_compose_accepts_the_file(path):
+    reason = docker_missing("compose", "version")
+    if reason:
+        pytest.skip(f"{reason}: Compose's own parser cannot run (the schema check above did)")
+    result = run("docker", "compose", "-f", str(path), "--profile", "metrics", "config", "-q")
+    assert result.returncode == 0, result.stderr
+
+
+def test_docker_checks_the_dockerfile():
+    reason = docker_missing("info") or docker_missing("buildx", "version")
+    if reason:
+        pytest.skip(f"{reason}: no Docker engine to check or build the images")
+    result = run(
+        "docker", "buildx", "build", "--check", "-f", "docker/locust.Dockerfile", ".", timeout=600
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+# ---- the TF Serving flags, served by the stand-in --------------------------------------------
+
+
+def healthcheck(service: dict, rest_port: int) -> subprocess.CompletedProcess:
+    """Run the service's own healthcheck here, aimed at ``rest_port`` instead of 8501."""
+    kind, *argv = service["healthcheck"]["test"]
+    assert kind == "CMD" and argv[:2] == ["bash", "-c"]
+    container_address = f"/dev/tcp/127.0.0.1/{REST_PORT}"
+    assert argv[2].count(container_address) == 1
+    script = argv[2].replace(container_address, f"/dev/tcp/127.0.0.1/{rest_port}")
+    return run("bash", "-c", script, timeout=30)
+
+
+def server_setups() -> list[tuple[str, ...]]:
+    """The TF Serving services grouped by identical flags, mounts and healthcheck.
+
+    Services in one group would start the same server here, so each group starts one.
+    """
+    services = load_yaml(COMPOSE)["services"]
+    groups: dict[str, list[str]] = {}
+    for name in TFSERVING:
+        setup = {key: services[name][key] for key in ("command", "volumes", "healthcheck")}
+        groups.setdefault(json.dumps(setup, sort_keys=True), []).append(name)
+    return [tuple(names) for names in groups.values()]
+
+
+@pytest.mark.parametrize("names", server_setups(), ids="+".join)
+def test_the_services_flags_start_a_server_that_predicts(names, services, exported_model):
+    """The image's entrypoint flags plus the service's `command:`, paths mapped to this machine.
+
+    The stand-in accepts TF Serving's flags and reads the same config files, so a flag or a
+    config file that TF Serving would refuse fails here too.
+    """
+    service = services[names[0]]
+    entrypoint = flag_map(list(ENTRYPOINT_FLAGS))
+    models = {"./models": exported_model.version_dir.parents[1]}
+    base_path = host_path(entrypoint["--model_base_path"], service, models)
+    assert base_path == exported_model.version_dir.parent
+    flags = [
+        f"{flag}={host_path(value, service) if value.startswith('/') else value}"
+        for flag, value in flag_map(service["command"]).items()
+    ]
+    instances = exported_model.instances_path.read_text()
+    with start_standin(base_path, *flags, model_name=entrypoint["--model_name"]) as server:
+        reply = requests.post(
+            f"{server.rest_url}/v1/models/model:predict",
+            data=f'{{"instances": {instances}}}',
+            timeout=60,
+        )
+        assert reply.status_code == 200, reply.text
+        predictions = reply.json()["predictions"]
+        assert [len(row) for row in predictions] == [2] * 5
+        metrics = requests.get(server.metrics_url, timeout=30)
+        assert ":tensorflow:serving:request_count" in metrics.text
+        assert (":tensorflow:serving:batching_session" in metrics.text) == (
+            "tfs-gpu-batching" in names
+        )
+        rest_port = urlsplit(server.rest_url).port
+        result = healthcheck(service, rest_port)
+        assert result.returncode == 0, result.stderr
+    # Stopped: the same check must now report the server unhealthy.
+    assert healthcheck(service, rest_port).returncode != 0
