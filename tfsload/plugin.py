@@ -104,12 +104,13 @@ def _on_init(environment, runner, web_ui=None, **_kwargs) -> None:
     if options is None:  # Locust used as a library: nothing to check on the command line
         return
     if not options.user_classes and not options.class_picker:
-        names = ", ".join(sorted(environment.available_user_classes or {}))
+        generic = {users.RestUser.__name__, users.GrpcUser.__name__}
+        targeted = sorted(set(environment.available_user_classes or {}) - generic)
+        per_target = f", or per target: {', '.join(targeted)}" if targeted else ""
         fail(
-            "name the user classes to run (or use --class-picker in the web UI): "
-            f"RestUser with -H http://host:port, GrpcUser with -H grpc://host:port, or one of "
-            f"{names}; e.g. locust -f locustfiles/tfserving.py --headless RestUser "
-            "-H http://127.0.0.1:8501"
+            "name the user classes to run (or pick them in the web UI with --class-picker): "
+            f"RestUser with -H http://host:port, GrpcUser with -H grpc://host:port{per_target}; "
+            "e.g. locust -f locustfiles/tfserving.py --headless RestUser -H http://127.0.0.1:8501"
         )
     if options.headless:
         try:

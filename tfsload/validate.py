@@ -9,6 +9,7 @@ answer. Addresses, ipv4/ipv6 variants and measured numbers stay out of it.
 from __future__ import annotations
 
 import json
+from functools import cache
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -35,19 +36,24 @@ def shorten(message: str) -> str:
 
 
 def check_rows(rows: object, expected: int) -> str | None:
-    """None if ``rows`` holds ``expected`` rows of CLASSES probabilities summing to 1."""
-    if not isinstance(rows, list) or len(rows) != expected:
+    """None if ``rows`` holds ``expected`` rows of CLASSES probabilities summing to 1.
+
+    Plain loops and exact type checks: this runs for every answer, in the generator's CPU.
+    """
+    if type(rows) is not list or len(rows) != expected:
         got = len(rows) if isinstance(rows, list) else type(rows).__name__
         return f"expected {expected} rows, got {got}"
     for i, row in enumerate(rows):
-        numeric = isinstance(row, list) and all(
-            isinstance(p, int | float) and not isinstance(p, bool) for p in row
-        )
-        if not numeric or len(row) != CLASSES:
+        if type(row) is not list or len(row) != CLASSES:
             return f"row {i} is not {CLASSES} numbers"
-        if not all(-TOLERANCE <= p <= 1 + TOLERANCE for p in row):
-            return f"row {i} has a value outside [0, 1]"
-        if abs(sum(row) - 1) > TOLERANCE:
+        total = 0.0
+        for p in row:
+            if type(p) is not float and type(p) is not int:  # bool is not int here
+                return f"row {i} is not {CLASSES} numbers"
+            if not -TOLERANCE <= p <= 1 + TOLERANCE:  # also false for NaN
+                return f"row {i} has a value outside [0, 1]"
+            total += p
+        if not -TOLERANCE <= total - 1 <= TOLERANCE:
             return f"row {i} does not sum to 1"
     return None
 
@@ -71,12 +77,16 @@ def rest_failure(status: int, body: bytes | None, rows: int) -> RequestFailure |
     return _invalid(check_rows(document["predictions"], rows))
 
 
+@cache
+def _dtype(name: str) -> int:
+    dtypes = protos.load().TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
+    return dtypes.values_by_name[name].number
+
+
 def tensor_rows(tensor) -> list | None:
     """A 2-D float TensorProto as nested lists, or None if it is not one."""
-    messages = protos.load()
-    dtype = messages.TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
     shape = [dim.size for dim in tensor.tensor_shape.dim]
-    if tensor.dtype != dtype.values_by_name["DT_FLOAT"].number or len(shape) != 2:
+    if tensor.dtype != _dtype("DT_FLOAT") or len(shape) != 2:
         return None
     if tensor.tensor_content:
         values = np.frombuffer(tensor.tensor_content, dtype="<f4")
