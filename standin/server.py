@@ -127,7 +127,8 @@ async def serve(flags: Flags) -> int:
         health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
         address = f"{flags.bind_address}:{flags.port}"
         try:
-            bound = grpc_server.add_insecure_port(address)
+            with _quiet_stderr():  # gRPC logs its own multi-line complaint; ours is one line
+                bound = grpc_server.add_insecure_port(address)
         except RuntimeError:
             bound = 0
         if not bound:
@@ -163,7 +164,7 @@ async def serve(flags: Flags) -> int:
         loop.add_signal_handler(signum, lambda s=signum: (received.append(s.name), stop.set()))
 
     config = describe(flags, version, batching, metrics_path)
-    status = 0
+    ready = False
     try:
         load = asyncio.ensure_future(
             asyncio.to_thread(predictor.load, version_dir, flags.enable_model_warmup)
@@ -180,6 +181,7 @@ async def serve(flags: Flags) -> int:
                 records,
                 config,
             )
+            ready = True
             await stopping
     finally:
         await health.enter_graceful_shutdown()
@@ -188,9 +190,10 @@ async def serve(flags: Flags) -> int:
             rest_runner.cleanup() if rest_runner else asyncio.sleep(0),
         )
         await predictor.close()
-    why = f"after {received[0]}" if received else "on its own"
-    log.info("%s stopped %s; configuration was: %s", BANNER, why, config)
-    return status
+    if ready:
+        why = f"after {received[0]}" if received else "on its own"
+        log.info("%s stopped %s; configuration was: %s", BANNER, why, config)
+    return 0
 
 
 def main(argv: list[str]) -> int:

@@ -113,10 +113,12 @@ def start_standin(
     *flags: str,
     model_name: str = "model",
     timeout: float = 120,
+    wait: bool = True,
 ) -> Iterator[StandinProcess]:
     """Run ``python -m standin`` on free ports until the block ends (then SIGTERM and wait).
 
-    ``flags`` are passed as they are, after the ports, model name and base path.
+    ``flags`` are passed as they are, after the ports, model name and base path. With
+    ``wait=False`` the block starts as soon as the process does (call ``wait_available``).
     """
     grpc_port, rest_port = free_port(), free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log")
@@ -148,7 +150,8 @@ def start_standin(
         log_path=Path(log_name),
     )
     try:
-        wait_available(server, timeout)
+        if wait:
+            wait_available(server, timeout)
         yield server
     finally:
         try:

@@ -11,7 +11,6 @@ import requests
 
 from tests.standin_process import metric_value
 
-INSTANCES_ROWS = 5
 STATUS_TEXT = """{
  "model_version_status": [
   {
