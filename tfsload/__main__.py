@@ -1,8 +1,9 @@
 """``python -m tfsload run|report|compare``: run an experiment matrix, re-render, compare runs.
 
-Exit codes of ``run``: 0 every cell ran and passed; 1 a cell failed (unreachable, crashed) or
-requests failed; 2 bad input (nothing was run); 3 a threshold failed or the generator saturated;
-130 interrupted (the report is marked partial). ``compare`` exits 1 past the tolerance.
+Exit codes of ``run``: 0 every cell ran and passed; 1 a cell could not run (unreachable target,
+failed launch, Locust crashed); 2 bad input (nothing was run); 3 a cell's verdict is FAIL (a
+threshold, a saturated generator, or errors with no fail_ratio threshold to judge them); 130
+interrupted (the report is marked partial). ``compare`` exits 1 past the tolerance.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ def run_exit_code(summary: dict) -> int:
     cells = summary["cells"]
     if summary["status"] == "partial":
         return EXIT_INTERRUPTED
-    if any(c["status"] != "ok" or c.get("failures") for c in cells):
+    if any(c["status"] != "ok" for c in cells):
         return EXIT_FAILED
     if any(c["verdict"] != "PASS" for c in cells):
         return EXIT_THRESHOLD

@@ -6,7 +6,8 @@ An experiment is a TOML file (see ``configs/experiments/demo.toml`` for a commen
     description = "..."
     protocols = ["rest", "grpc"]
     [model]            # name on the server, base path for launched stand-ins, request rows
-    [load]             # users, spawn_rate, requests | duration, warmup_requests, arrival_rate
+    [load]             # users, spawn_rate, requests | duration, warmup_requests, arrival_rate,
+                       # rows_per_request
     [thresholds]       # p50_ms, p95_ms, p99_ms, fail_ratio, min_rps, fail_on_saturation
     [[targets]]        # as in a targets file, plus launch = "standin" and flags = [...]
     # or: targets_file = "../targets.toml"
@@ -46,6 +47,7 @@ LOAD_KEYS = {
     "max_duration",
     "warmup_requests",
     "arrival_rate",
+    "rows_per_request",
 }
 LAUNCH_KINDS = ("standin",)
 # Flags the runner sets itself for a launched stand-in: the ports it picked and the model.
@@ -80,6 +82,7 @@ class Load:
     max_duration: str
     warmup_requests: int
     arrival_rate: float | None
+    rows_per_request: int | None = None
 
     @property
     def time_limit_s(self) -> float:
@@ -257,6 +260,7 @@ def _parse_load(data: object, file: Path) -> Load:
         max_duration=max_duration,
         warmup_requests=table.number("warmup_requests", 0, integer=True) or 0,
         arrival_rate=table.number("arrival_rate", 0.001),
+        rows_per_request=table.number("rows_per_request", 1, integer=True),
     )
 
 

@@ -21,7 +21,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
-import resource
 import shutil
 import signal
 import subprocess
@@ -30,11 +29,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tfsload.cpu_account import CpuAccount
+from tfsload.errors import ConfigError
 from tfsload.experiment import Cell, Experiment, ExperimentTarget
 from tfsload.files import write_atomic, write_json_atomic
 from tfsload.launch import REPO, Launched, LaunchError, start_standin, stop
 from tfsload.machine import client_versions, describe_machine
 from tfsload.metrics import MetricsError, scrape
+from tfsload.payload import read_instances
 from tfsload.probe import ServerInfo, model_status, port_open
 from tfsload.progress import Progress
 from tfsload.targets import Target
@@ -60,16 +62,30 @@ def default_out_dir(experiment: Experiment, reports: Path = REPO / "reports") ->
     return reports / f"{experiment.name}-{stamp}"
 
 
-def rows_per_request(experiment: Experiment) -> int | None:
-    """Rows in each request (the instances file's length), or None if it cannot be read."""
-    path = experiment.model.instances or (
-        experiment.model.base_path / "instances.json" if experiment.model.base_path else None
-    )
+def request_rows(experiment: Experiment) -> tuple[Path | None, list | None]:
+    """The instances file named (or implied) by the experiment and the rows every request sends.
+
+    Read before anything starts, so a missing or malformed file is bad input (ConfigError), not
+    six failed cells. With ``[load] rows_per_request`` the model's instances are cut or repeated
+    to that many rows. (None, None) leaves the choice to the Locust plugin's default.
+    """
+    model, wanted = experiment.model, experiment.load.rows_per_request
+    source = model.instances or (model.base_path / "instances.json" if model.base_path else None)
+    if source is None:
+        if wanted:
+            raise ConfigError(
+                f"{experiment.path}: load.rows_per_request: needs model.instances or "
+                "model.base_path to take the rows from"
+            )
+        return None, None
     try:
-        rows = json.loads(path.read_text()) if path else None
-    except (OSError, ValueError):
-        return None
-    return len(rows) if isinstance(rows, list) else None
+        rows = read_instances(source)
+    except ConfigError as exc:
+        detail = str(exc).removeprefix("--instances-file: ")
+        raise ConfigError(f"{experiment.path}: model.instances: {detail}") from None
+    if wanted:
+        rows = [rows[i % len(rows)] for i in range(wanted)]
+    return source, rows
 
 
 def read_model_metadata(experiment: Experiment) -> dict | None:
@@ -83,15 +99,9 @@ def read_model_metadata(experiment: Experiment) -> dict | None:
         return None
 
 
-def instances_path(experiment: Experiment) -> Path | None:
-    if experiment.model.instances:
-        return experiment.model.instances
-    if experiment.model.base_path:
-        return experiment.model.base_path / "instances.json"
-    return None
-
-
-def locust_command(experiment: Experiment, cell: Cell, target: Target, cell_dir: Path) -> list:
+def locust_command(
+    experiment: Experiment, cell: Cell, target: Target, cell_dir: Path, instances: Path | None
+) -> list:
     """The headless Locust command line for one cell; every cell differs only in its target."""
     load = experiment.load
     host = target.url(cell.protocol)
@@ -126,7 +136,6 @@ def locust_command(experiment: Experiment, cell: Cell, target: Target, cell_dir:
         "--exit-code-on-error",
         "1",
     ]
-    instances = instances_path(experiment)
     if instances:
         command += ["--instances-file", str(instances)]
     if load.requests:
@@ -156,12 +165,6 @@ def read_live_stats(csv_prefix: Path) -> tuple[int, float, int] | None:
         return None
 
 
-def children_cpu_seconds() -> float:
-    """CPU time of all reaped child processes so far (user + system)."""
-    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-    return usage.ru_utime + usage.ru_stime
-
-
 def _tail(path: Path, lines: int = 3) -> str:
     try:
         text = path.read_text(errors="replace").strip().splitlines()
@@ -180,6 +183,8 @@ class Runner:
         self.stop_requested = False
         self.cells = experiment.cells
         self.run_info: dict = {}
+        self.instances: Path | None = None
+        self.rows: list | None = None
 
     # -- signals ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame) -> None:
@@ -219,8 +224,13 @@ class Runner:
 
     def _start_run(self) -> None:
         exp = self.experiment
+        source, self.rows = request_rows(exp)  # ConfigError here: nothing created yet
         self.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(exp.path, self.out / "experiment.toml")
+        self.instances = source
+        if exp.load.rows_per_request:
+            self.instances = self.out / "instances.json"
+            write_json_atomic(self.instances, self.rows)
         self.run_info = {
             "format": RUN_FORMAT,
             "experiment": {
@@ -237,8 +247,8 @@ class Runner:
             "model": {
                 "name": exp.model.name,
                 "base_path": str(exp.model.base_path) if exp.model.base_path else None,
-                "instances": str(instances_path(exp)) if instances_path(exp) else None,
-                "rows_per_request": rows_per_request(exp),
+                "instances": str(self.instances) if self.instances else None,
+                "rows_per_request": len(self.rows) if self.rows else None,
                 "metadata": read_model_metadata(exp),
             },
             "machine": describe_machine(),
@@ -311,7 +321,7 @@ class Runner:
                 if reason:
                     self._skip([cell], "failed", reason)
                     continue
-                self._run_cell(cell, target, info)
+                self._run_cell(cell, target, info, launched.process.pid if launched else None)
         finally:
             if launched:
                 code = stop(launched)
@@ -343,19 +353,21 @@ class Runner:
             return str(exc)
         return None
 
-    def _run_cell(self, cell: Cell, target: Target, info: ServerInfo) -> None:
+    def _run_cell(
+        self, cell: Cell, target: Target, info: ServerInfo, server_pid: int | None
+    ) -> None:
         index = self.cells.index(cell) + 1
         cell_dir = self._cell_dir(cell)
         cell_dir.mkdir(parents=True, exist_ok=True)
         metrics_errors = [self._scrape(target, cell_dir / "metrics-before.prom")]
-        command = locust_command(self.experiment, cell, target, cell_dir)
+        command = locust_command(self.experiment, cell, target, cell_dir, self.instances)
         self.progress.start_cell(index, len(self.cells), cell.id)
         started_at = now_iso()
-        cpu_before = children_cpu_seconds()
+        cpu = CpuAccount(server_pid)
         start = time.monotonic()
         code, timed_out = self._run_locust(command, cell_dir)
         wall = time.monotonic() - start
-        client_cpu = children_cpu_seconds() - cpu_before
+        cpu_split = cpu.finish()
         metrics_errors.append(self._scrape(target, cell_dir / "metrics-after.prom"))
         has_precise = (cell_dir / "precise.json").exists()
         if self.stop_requested:
@@ -375,8 +387,7 @@ class Runner:
                 "exit_code": code,
                 "started_at": started_at,
                 "wall_time_s": round(wall, 3),
-                "client_cpu_s": round(client_cpu, 3),
-                "client_cpu_percent": round(100 * client_cpu / wall, 1) if wall > 0 else None,
+                **cpu_split,
                 "server": info.to_dict(),
                 "rest": target.rest,
                 "grpc": target.grpc,

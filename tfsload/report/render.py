@@ -67,6 +67,15 @@ def client_details(cell: dict) -> list[str]:
             f"{cell.get('generator_cpu_percent_max') or 0:.0f}% of one core; saturated: "
             f"{'YES' if cell.get('saturated') else 'no'}"
         )
+    cpu = []
+    if cell.get("server_cpu_s") is not None:
+        per_request = cell.get("server_cpu_ms_per_request")
+        each = f" ({per_request:.3f} ms per request)" if per_request is not None else ""
+        cpu.append(f"launched server {cell['server_cpu_s']:.1f} s{each}")
+    if cell.get("other_cpu_percent") is not None:
+        cpu.append(f"other processes {cell['other_cpu_percent']:.0f}% of the machine")
+    if cpu:
+        lines.append("CPU during the cell: " + ", ".join(cpu))
     arrival = cell.get("arrival") or {}
     if arrival.get("mode") == "open":
         lines.append(

@@ -18,7 +18,9 @@ from tfsload.thresholds import CheckResult, Threshold, evaluate
 SUMMARY_FORMAT = "tfsload-summary/1"
 PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "p999_ms")
 # Differences below this are reported as "about the same": one run on a shared machine.
-SAME_WITHIN = 0.05
+SAME_WITHIN = 0.10
+# Above this share of the machine's CPU used by other processes during a cell, say it was noisy.
+NOISY_OTHER_CPU_PERCENT = 10.0
 SERVER_NAMES = {"standin": "stand-in", "tfserving": "TF Serving", "unknown": "unknown server"}
 
 
@@ -84,6 +86,8 @@ def summarize_cell(cell_dir: Path, cell_id: str, model: dict, limits: dict) -> d
         "exit_code": record.get("exit_code"),
         "process_time_s": record.get("wall_time_s"),
         "client_cpu_percent": record.get("client_cpu_percent"),
+        "server_cpu_s": record.get("server_cpu_s"),
+        "other_cpu_percent": record.get("other_cpu_percent_of_machine"),
     }
     precise = _read_json(cell_dir / "precise.json")
     if precise and record["status"] in ("ok", "interrupted"):
@@ -117,6 +121,9 @@ def summarize_cell(cell_dir: Path, cell_id: str, model: dict, limits: dict) -> d
     cell["server_metrics"] = metrics
     batch = (metrics or {}).get("batch_size")
     cell["server_batch_mean"] = batch["mean_rows"] if batch else None
+    served = ((metrics or {}).get("requests") or {}).get("total")
+    cpu = cell["server_cpu_s"]
+    cell["server_cpu_ms_per_request"] = round(1000 * cpu / served, 3) if cpu and served else None
     cell["verdict"] = verdict(cell)
     cell["artifacts"] = sorted(
         str(p.relative_to(cell_dir.parent.parent)) for p in cell_dir.glob("*") if p.is_file()
@@ -174,11 +181,25 @@ def findings(cells: list[dict], rows_per_request: int | None) -> list[str]:
             )
     for cell in measured:
         mean = cell.get("server_batch_mean")
-        if mean is None:
+        cpu = cell.get("server_cpu_ms_per_request")
+        if mean is None and cpu is None:
             continue
-        per_request = f" (about {mean / rows_per_request:.1f} requests)" if rows_per_request else ""
+        parts = []
+        if mean is not None:
+            requests = (
+                f" (about {mean / rows_per_request:.1f} requests)" if rows_per_request else ""
+            )
+            parts.append(f"the server ran batches of {mean:.1f} rows on average{requests}")
+        if cpu is not None:
+            parts.append(f"it spent {cpu:.3f} ms of CPU per request")
+        lines.append(f"{cell['id']}: " + "; ".join(parts) + ".")
+    busy = [c for c in measured if (c.get("other_cpu_percent") or 0) > NOISY_OTHER_CPU_PERCENT]
+    if busy:
+        worst = max(busy, key=lambda c: c["other_cpu_percent"])
         lines.append(
-            f"{cell['id']}: the server ran batches of {mean:.1f} rows on average{per_request}."
+            f"Other processes used up to {worst['other_cpu_percent']:.0f}% of this machine's CPU "
+            f"while cells ran ({', '.join(c['id'] for c in busy)}): those numbers carry that "
+            "noise; rerun on a quiet machine before trusting small differences."
         )
     saturated = [c["id"] for c in measured if c.get("saturated")]
     if saturated:
