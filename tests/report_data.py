@@ -30,6 +30,8 @@ class FakeCell:
     server_kind: str = "standin"
     batches: list[int] = field(default_factory=list)
     saturated: bool = False
+    server_cpu_s: float | None = None
+    other_cpu_percent: float = 1.0
 
     @property
     def id(self) -> str:
@@ -159,6 +161,8 @@ def make_results(
             "exit_code": 0 if cell.status == "ok" else None,
             "wall_time_s": cell.wall_time_s + 2,
             "client_cpu_percent": 30.0,
+            "server_cpu_s": cell.server_cpu_s,
+            "other_cpu_percent_of_machine": cell.other_cpu_percent,
             "server": {
                 "kind": cell.server_kind,
                 "version": "0.1.0",

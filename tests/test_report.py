@@ -92,7 +92,15 @@ def results(tmp_path) -> Path:
         FakeCell("nobatch", "rest", latencies(8.0, seed=1), wall_time_s=20.0),
         FakeCell("nobatch", "grpc", latencies(3.0, seed=2), wall_time_s=10.0, failures=3),
         FakeCell("batching", "rest", latencies(6.0, seed=3), wall_time_s=15.0, batches=[25] * 80),
-        FakeCell("batching", "grpc", latencies(2.5, seed=4), wall_time_s=8.0, batches=[40] * 50),
+        FakeCell(
+            "batching",
+            "grpc",
+            latencies(2.5, seed=4),
+            wall_time_s=8.0,
+            batches=[40] * 50,
+            server_cpu_s=3.0,
+            other_cpu_percent=35.0,
+        ),
     ]
     return make_results(tmp_path / "run", cells, thresholds={"p99_ms": 12.0})
 
@@ -164,10 +172,13 @@ def test_findings_state_measured_differences(results):
     change = by_id["batching-rest"]["rps"] / by_id["nobatch-rest"]["rps"] - 1
     expected = f"rest: batching vs nobatch: throughput {abs(change):.0%} higher"
     assert any(line.startswith(expected) for line in summary["findings"]), summary["findings"]
-    assert any(
-        "batching-grpc: the server ran batches of 40.0 rows on average (about 8.0 requests)" in x
-        for x in summary["findings"]
+    # 3 s of server CPU for the 2000 requests its metrics counted.
+    assert (
+        "batching-grpc: the server ran batches of 40.0 rows on average (about 8.0 requests); "
+        "it spent 1.500 ms of CPU per request." in summary["findings"]
     )
+    noisy = [line for line in summary["findings"] if line.startswith("Other processes")]
+    assert noisy and "up to 35% of this machine's CPU" in noisy[0] and "(batching-grpc)" in noisy[0]
     assert any("stand-in server" in line for line in summary["findings"])
 
 

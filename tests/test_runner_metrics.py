@@ -84,7 +84,10 @@ def test_delta_is_what_happened_between_the_scrapes():
     assert batch["source"] == "processed_batch_size"
     assert batch["batches"] == 25
     assert batch["mean_rows"] == pytest.approx(600 / 25)
-    assert batch["distribution"] == [{"le": 32.0, "count": 20}, {"le": 64.0, "count": 5}]
+    assert batch["distribution"] == [
+        {"from": 16.0, "le": 32.0, "count": 20},
+        {"from": 32.0, "le": 64.0, "count": 5},
+    ]
     assert result["queuing_latency_us"]["count"] == 100
     assert result["queuing_latency_us"]["mean"] == pytest.approx(1000)
 

@@ -145,14 +145,19 @@ class Histogram:
         return lower_bound
 
     def distribution(self) -> list[dict]:
-        """Non-cumulative counts per bucket, empty buckets left out: ``[{"le", "count"}]``."""
+        """Counts per bucket, empty ones left out: ``[{"from", "le", "count"}]``.
+
+        ``from`` is the previous bucket's bound. TF Serving (and the stand-in) count a value in
+        the first bucket whose bound exceeds it, so a bucket holds ``from <= value < le``.
+        """
         rows = []
-        previous = 0.0
+        previous_count, previous_le = 0.0, 0.0
         for le, cumulative in self.buckets:
-            count = cumulative - previous
-            previous = cumulative
+            count = cumulative - previous_count
             if count > 0:
-                rows.append({"le": "+Inf" if math.isinf(le) else le, "count": round(count)})
+                bound = "+Inf" if math.isinf(le) else le
+                rows.append({"from": previous_le, "le": bound, "count": round(count)})
+            previous_count, previous_le = cumulative, le
         return rows
 
     def summary(self) -> dict:

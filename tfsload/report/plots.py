@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, ScalarFormatter
 
 from tfsload.report.summary import PERCENTILES
-from tfsload.report.table import PERCENTILE_LABELS
+from tfsload.report.table import PERCENTILE_LABELS, server_name
 
 PLOTS = {
     "percentiles": "Client latency percentiles per cell",
@@ -62,7 +62,7 @@ def percentiles_plot(cells: list[dict]) -> bytes:
     for i, p in enumerate(PERCENTILES):
         xs = [j + (i - (len(PERCENTILES) - 1) / 2) * width for j in range(len(cells))]
         ax.bar(xs, [c.get(p) or 0 for c in cells], width, label=PERCENTILE_LABELS[p])
-    ax.set_xticks(range(len(cells)), [c["id"] for c in cells], rotation=20, ha="right")
+    ax.set_xticks(range(len(cells)), [_cell_label(c) for c in cells], rotation=20, ha="right")
     ax.set_ylabel("latency (ms)")
     ax.set_title(PLOTS["percentiles"])
     ax.legend()
@@ -78,7 +78,7 @@ def throughput_plot(cells: list[dict]) -> bytes:
     colors = ["tab:blue" if c["protocol"] == "rest" else "tab:orange" for c in cells]
     bars = ax.bar(range(len(cells)), [c["rps"] for c in cells], color=colors)
     ax.bar_label(bars, labels=[f"{c['rps']:,.0f}" for c in cells])
-    ax.set_xticks(range(len(cells)), [c["id"] for c in cells], rotation=20, ha="right")
+    ax.set_xticks(range(len(cells)), [_cell_label(c) for c in cells], rotation=20, ha="right")
     ax.set_ylabel("requests per second")
     ax.set_title(PLOTS["throughput"] + " (blue REST, orange gRPC)")
     ax.grid(axis="y", alpha=0.3)
@@ -108,8 +108,14 @@ def latency_over_time_plot(cells: list[dict]) -> bytes:
     return _png(fig)
 
 
-def _bucket_label(le: float | str) -> str:
-    return "more" if le == "+Inf" else f"≤{le:g}"
+def _bucket_label(bucket: tuple[float, float | str]) -> str:
+    low, high = bucket
+    return f"{low:g} or more" if high == "+Inf" else f"{low:g} to <{high:g}"
+
+
+def _cell_label(cell: dict) -> str:
+    """Cell id and what served it, so stand-in bars never pass for TF Serving's."""
+    return f"{cell['id']}\n({server_name(cell)})"
 
 
 def batch_sizes_plot(cells: list[dict]) -> bytes:
@@ -124,21 +130,25 @@ def batch_sizes_plot(cells: list[dict]) -> bytes:
             "no cell's server exported a batch-size histogram (batching off or no metrics)",
         )
     # One shared axis of buckets, so cells compare bucket by bucket.
-    bounds = sorted(
-        {r["le"] for c in with_data for r in c["server_metrics"]["batch_size"]["distribution"]},
-        key=lambda le: float("inf") if le == "+Inf" else le,
+    buckets = sorted(
+        {
+            (r.get("from", 0.0), r["le"])
+            for c in with_data
+            for r in c["server_metrics"]["batch_size"]["distribution"]
+        },
+        key=lambda b: b[0],
     )
-    fig, ax = plt.subplots(figsize=(max(8, 0.9 * len(bounds) * len(with_data) ** 0.5), 4.5))
+    fig, ax = plt.subplots(figsize=(max(8, 1.2 * len(buckets) * len(with_data) ** 0.5), 4.5))
     width = 0.8 / len(with_data)
     for i, cell in enumerate(with_data):
         batch = cell["server_metrics"]["batch_size"]
-        counts = {r["le"]: r["count"] for r in batch["distribution"]}
+        counts = {(r.get("from", 0.0), r["le"]): r["count"] for r in batch["distribution"]}
         total = sum(counts.values()) or 1
-        xs = [j + (i - (len(with_data) - 1) / 2) * width for j in range(len(bounds))]
+        xs = [j + (i - (len(with_data) - 1) / 2) * width for j in range(len(buckets))]
         label = f"{cell['id']}: {batch['batches']:,} batches, mean {batch['mean_rows']:.1f} rows"
-        ax.bar(xs, [counts.get(b, 0) / total for b in bounds], width, label=label)
-    ax.set_xticks(range(len(bounds)), [_bucket_label(b) for b in bounds])
-    ax.set_xlabel("rows per executed batch (histogram bucket upper bounds)")
+        ax.bar(xs, [counts.get(b, 0) / total for b in buckets], width, label=label)
+    ax.set_xticks(range(len(buckets)), [_bucket_label(b) for b in buckets])
+    ax.set_xlabel("rows per executed batch (the server's histogram buckets)")
     ax.set_ylabel("share of batches")
     ax.set_title(PLOTS["batch_sizes"])
     ax.legend(fontsize="small")

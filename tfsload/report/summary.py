@@ -159,12 +159,21 @@ def findings(cells: list[dict], rows_per_request: int | None) -> list[str]:
         for other in group[1:]:
             rps = _change(other["rps"], base["rps"])
             p99 = _change(other["p99_ms"], base["p99_ms"])
-            lines.append(
+            line = (
                 f"{protocol}: {other['target']} vs {base['target']}: throughput "
                 f"{_describe_change(rps, 'higher', 'lower')} ({other['rps']:,.1f} vs "
                 f"{base['rps']:,.1f} req/s), p99 {_describe_change(p99, 'higher', 'lower')} "
-                f"({other['p99_ms']:.3f} vs {base['p99_ms']:.3f} ms)."
+                f"({other['p99_ms']:.3f} vs {base['p99_ms']:.3f} ms)"
             )
+            cpu_new, cpu_old = other["server_cpu_ms_per_request"], base["server_cpu_ms_per_request"]
+            if cpu_new and cpu_old:
+                # CPU per request hardly depends on what else runs: the steadiest comparison.
+                cpu = _change(cpu_new, cpu_old)
+                line += (
+                    f", server CPU per request {_describe_change(cpu, 'higher', 'lower')} "
+                    f"({cpu_new:.3f} vs {cpu_old:.3f} ms)"
+                )
+            lines.append(line + ".")
         best = max(group, key=lambda c: c["rps"])
         fastest = min(group, key=lambda c: c["p99_ms"])
         lines.append(
@@ -176,8 +185,8 @@ def findings(cells: list[dict], rows_per_request: int | None) -> list[str]:
         if {"rest", "grpc"} <= by_protocol.keys():
             change = _change(by_protocol["grpc"]["rps"], by_protocol["rest"]["rps"])
             lines.append(
-                f"{target}: gRPC throughput {_describe_change(change, 'higher', 'lower')} than "
-                f"REST ({by_protocol['grpc']['rps']:,.1f} vs {by_protocol['rest']['rps']:,.1f})."
+                f"{target}: gRPC vs REST: throughput {_describe_change(change, 'higher', 'lower')}"
+                f" ({by_protocol['grpc']['rps']:,.1f} vs {by_protocol['rest']['rps']:,.1f} req/s)."
             )
     for cell in measured:
         mean = cell.get("server_batch_mean")
