@@ -71,7 +71,15 @@ def _parser() -> argparse.ArgumentParser:
     add = parser.add_argument
 
     def flag_bool(name: str, default: bool, text: str) -> None:
-        add(f"--{name}", type=parse_bool, nargs="?", const=True, default=default, help=text)
+        add(
+            f"--{name}",
+            type=parse_bool,
+            nargs="?",
+            const=True,
+            default=default,
+            metavar="true|false",
+            help=f"{text} (default {str(default).lower()})",
+        )
 
     add("--port", type=int, default=8500, help="gRPC port (0 disables gRPC)")
     add("--rest_api_port", type=int, default=0, help="REST port (0 disables REST)")
@@ -95,7 +103,7 @@ def _parser() -> argparse.ArgumentParser:
         help="larger REST bodies get 413",
     )
     for name, why in IGNORED_FLAGS.items():
-        add(f"--{name}", nargs="?", const="true", default=None, help=f"ignored: {why}")
+        add(f"--{name}", nargs="?", const="true", metavar="VALUE", help=f"ignored: {why}")
     return parser
 
 
