@@ -23,6 +23,7 @@ import logging
 import sys
 import time
 from pathlib import Path
+from typing import NoReturn
 
 import gevent
 from locust import events
@@ -58,7 +59,7 @@ class _Process:
 _process = _Process()
 
 
-def fail(message: str) -> None:
+def fail(message: str) -> NoReturn:
     """Stop before any load is sent: one line naming the problem, exit code 2."""
     sys.stderr.write(f"tfsload: {message}\n")
     sys.exit(2)
@@ -73,20 +74,24 @@ def target_user_classes() -> dict[str, type]:
         return users.target_user_classes(load_targets(path), str(path))
     except ConfigError as exc:
         fail(f"--targets-file: {exc}")
-        raise  # not reached: fail() exits
 
 
 def endpoints(environment, settings: Settings) -> dict[type, Endpoint]:
     """Address and stats row of every selected tfsload user class; ConfigError if one lacks one."""
     classes = [cls for cls in environment.user_classes if issubclass(cls, users.PredictUser)]
-    found = {cls: cls.endpoint(settings, environment.host) for cls in classes}
-    targeted = sorted(cls.__name__ for cls in classes if cls.target is not None)
+    return {cls: cls.endpoint(settings, environment.host) for cls in classes}
+
+
+def warn_ignored_host(environment) -> None:
+    """Say so when -H was given to per-target classes, which keep their target's address."""
+    targeted = sorted(
+        cls.__name__ for cls in environment.user_classes if getattr(cls, "target", None)
+    )
     if environment.host and targeted:
         log.warning(
             "tfsload: -H is ignored by %s: per-target classes use their target's address",
             ", ".join(targeted),
         )
-    return found
 
 
 @events.init_command_line_parser.add_listener
@@ -173,6 +178,7 @@ def _on_test_start(environment, **_kwargs) -> None:
         settings = settings_from(options)
         if isinstance(runner, MasterRunner):
             endpoints(environment, settings)
+            warn_ignored_host(environment)
             workers = distributed.active_workers(runner)
             _check_workers(settings, len(workers), getattr(options, "num_users", None))
             _process.settings, _process.record = settings, RunRecord()
@@ -190,6 +196,7 @@ def _on_test_start(environment, **_kwargs) -> None:
         share = _process.share or distributed.late_share(settings)
         _process.share = None
     else:
+        warn_ignored_host(environment)
         share = split_run(settings, 1)[0]
     current = Session(settings, payload, share, found)
     session.activate(current)
