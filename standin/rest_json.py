@@ -34,6 +34,7 @@ from standin.tensors import (
     dtype_name,
 )
 
+# TF Serving checks rapidjson's IsInt() for every type up to int32 (narrower ones then wrap).
 _INT_RANGES = {
     DT_INT32: (-(2**31), 2**31 - 1),
     DT_INT16: (-(2**31), 2**31 - 1),
@@ -230,6 +231,8 @@ def _array(values: list, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray
         array = np.empty(len(values), dtype=object)
         array[:] = values
         return array.reshape(shape)
+    if spec.np_dtype.kind in "iu" and spec.np_dtype.itemsize < 8:
+        return np.array(values, dtype=np.int64).astype(spec.np_dtype).reshape(shape)
     return np.array(values, dtype=spec.np_dtype).reshape(shape)
 
 

@@ -14,7 +14,7 @@ from standin.status import invalid
 
 # DataType enum -> (TensorProto field, numpy dtype); tensorflow/core/framework/types.proto.
 DT_FLOAT, DT_DOUBLE, DT_INT32, DT_UINT8, DT_INT16, DT_INT8, DT_STRING = 1, 2, 3, 4, 5, 6, 7
-DT_INT64, DT_BOOL, DT_HALF, DT_UINT32, DT_UINT64 = 9, 10, 19, 22, 23
+DT_INT64, DT_BOOL, DT_UINT32, DT_UINT64 = 9, 10, 22, 23
 FIELDS = {
     DT_FLOAT: ("float_val", np.float32),
     DT_DOUBLE: ("double_val", np.float64),
