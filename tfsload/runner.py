@@ -259,7 +259,9 @@ class Runner:
         }
         self._write_run("running")
 
-    def _record_target(self, et: ExperimentTarget, target: Target, info: ServerInfo) -> None:
+    def _record_target(
+        self, et: ExperimentTarget, target: Target, info: ServerInfo, launched: Launched | None
+    ) -> None:
         self.run_info["targets"][et.name] = {
             "label": target.label,
             "rest": target.rest,
@@ -267,6 +269,7 @@ class Runner:
             "metrics": target.metrics,
             "launch": et.launch.kind if et.launch else None,
             "flags": list(et.launch.flags) if et.launch else [],
+            "command": launched.command if launched else None,
             "server": info.to_dict(),
         }
         self._write_run("running")
@@ -310,7 +313,7 @@ class Runner:
         else:
             target = et.target
             info = self._probe(target)
-        self._record_target(et, target, info)
+        self._record_target(et, target, info, launched)
         try:
             for cell in cells:
                 if self.stop_requested:
