@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import math
 import time
+from http.client import HTTPException
 from typing import ClassVar
 
 import gevent
 import grpc
 import grpc.experimental.gevent
+from geventhttpclient import HTTPClient
 from locust import User, constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
@@ -29,6 +31,7 @@ from tfsload.options import Settings
 from tfsload.session import Endpoint, Send
 from tfsload.targets import Target, normalize_grpc, normalize_http
 from tfsload.validate import (
+    RequestFailure,
     grpc_failure,
     grpc_reply_failure,
     rest_failure,
@@ -41,7 +44,10 @@ grpc.experimental.gevent.init_gevent()
 
 IDLE_S = 0.5  # how long a user with nothing to send waits before asking again
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+JSON_HEADERS = {"Content-Type": "application/json"}
+# What a REST call can fail with before an HTTP answer: refused, reset, timed out (all OSError),
+# a broken or closed answer (HTTPException), a host name that does not resolve (RuntimeError).
+TRANSPORT_ERRORS = (OSError, HTTPException, RuntimeError)
 
 
 class PredictUser(User):
@@ -84,8 +90,24 @@ class PredictUser(User):
         """Prepare to send to ``address`` (called in on_start, after any fork)."""
 
     def send(self, intended: float | None) -> None:
-        """Make one predict call and report it; a late send's latency counts from ``intended``."""
+        """Make one predict call, check the answer and :meth:`report` it."""
         raise NotImplementedError
+
+    def report(
+        self, request_type: str, started: float, ended: float, intended: float | None,
+        length: int, failure: RequestFailure | None,
+    ) -> None:  # fmt: skip
+        """Fire the request event. In open loop a send that left late counts from its intended
+        time (coordinated omission); one that left early counts from when it left."""
+        origin = started if intended is None else min(started, intended)
+        self.environment.events.request.fire(
+            request_type=request_type,
+            name=self.stats_name,
+            response_time=(ended - origin) * 1000,
+            response_length=length,
+            exception=failure,
+            context=self.request_context,
+        )
 
     @task
     def predict(self) -> None:
@@ -106,7 +128,7 @@ def wait_until(intended: float) -> None:
     gevent's timers round a timeout up to whole milliseconds (epoll), so sleeping the exact
     delay leaves every open-loop send about 1 ms late, and that lateness would be added to its
     latency. Sleeping the whole milliseconds below the delay leaves it up to 1 ms early
-    instead; an early send's latency counts from when it really left (see ``send``).
+    instead; an early send's latency counts from when it really left (see ``report``).
     """
     whole_ms = math.floor((intended - time.perf_counter()) * 1000)
     if whole_ms > 0:
@@ -114,10 +136,17 @@ def wait_until(intended: float) -> None:
 
 
 class RestUser(FastHttpUser, PredictUser):
-    """POST /v1/models/<model>:predict with the pre-encoded JSON body."""
+    """POST /v1/models/<model>:predict with the pre-encoded JSON body.
+
+    Predict calls go over a keep-alive connection of the user's own (geventhttpclient's
+    HTTPClient, the library under FastHttpUser) rather than through ``self.client``: the request
+    never changes, so FastHttpSession's per-request work (URL parsing, cookies, redirects, a
+    context manager) would only cost generator CPU. ``self.client`` stays for subclasses' tasks.
+    """
 
     abstract = False
     protocol = "rest"
+    http: HTTPClient | None = None
 
     def __init__(self, environment) -> None:
         # FastHttpUser insists on a host; the address comes from endpoint() in on_start instead.
@@ -126,30 +155,35 @@ class RestUser(FastHttpUser, PredictUser):
         super().__init__(environment)
 
     def connect(self, address: str) -> None:
-        self.url = address + self.session.payload.rest_path
+        self.http = HTTPClient.from_url(
+            address,
+            concurrency=1,
+            connection_timeout=self.connection_timeout,
+            network_timeout=self.network_timeout,
+            insecure=self.insecure,
+        )
+
+    def on_stop(self) -> None:
+        if self.http is not None:
+            self.http.close()
+            self.http = None
 
     def send(self, intended: float | None) -> None:
         payload = self.session.payload
         started = time.perf_counter()
-        with self.client.request(
-            "POST",
-            self.url,
-            name=self.stats_name,
-            data=payload.rest_body,
-            headers=JSON_HEADERS,
-            catch_response=True,
-            context=self.request_context,
-        ) as response:
-            if response.status_code == 0:
-                failure = transport_failure(response.error)
-            else:
-                failure = rest_failure(response.status_code, response.content, payload.rows)
-            if intended is not None and started > intended:  # left late: count from intended
-                response.request_meta["response_time"] += (started - intended) * 1000
-            if failure:
-                response.failure(failure)
-            else:
-                response.success()
+        try:
+            response = self.http.post(payload.rest_path, payload.rest_body, JSON_HEADERS)
+            try:
+                body = response.read()
+            finally:
+                response.release()
+        except TRANSPORT_ERRORS as error:
+            ended = time.perf_counter()
+            self.report("POST", started, ended, intended, 0, transport_failure(error))
+            return
+        ended = time.perf_counter()
+        failure = rest_failure(response.status_code, body, payload.rows)
+        self.report("POST", started, ended, intended, len(body), failure)
 
 
 class GrpcUser(PredictUser):
@@ -176,26 +210,18 @@ class GrpcUser(PredictUser):
     def send(self, intended: float | None) -> None:
         run = self.session
         started = time.perf_counter()
-        length = 0
         try:
             reply = self.call(run.payload.grpc_request, timeout=run.settings.grpc_timeout)
         except grpc.RpcError as error:
+            ended = time.perf_counter()
             code = error.code() if callable(getattr(error, "code", None)) else None
             details = error.details() if callable(getattr(error, "details", None)) else None
             failure = grpc_failure(code.name if code else "UNKNOWN", details)
-        else:
-            length = len(reply)
-            failure = grpc_reply_failure(reply, run.payload.rows)
-        # In open loop a late send counts from its intended time, an early one from its start.
-        elapsed = time.perf_counter() - (started if intended is None else min(started, intended))
-        self.environment.events.request.fire(
-            request_type="gRPC",
-            name=self.stats_name,
-            response_time=elapsed * 1000,
-            response_length=length,
-            exception=failure,
-            context=self.request_context,
-        )
+            self.report("gRPC", started, ended, intended, 0, failure)
+            return
+        ended = time.perf_counter()
+        failure = grpc_reply_failure(reply, run.payload.rows)
+        self.report("gRPC", started, ended, intended, len(reply), failure)
 
 
 def class_name(target_name: str, protocol: str) -> str:
