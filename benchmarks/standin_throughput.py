@@ -4,14 +4,18 @@ One run measures:
 
 - the raw SavedModel (its ``serving_default`` signature called back to back, in a process of
   its own) at batch 5 (the load tests' request) and over a sweep of batch sizes, for the best;
-- the stand-in at saturation, gRPC and REST, with batching on and off, driven by a
-  multi-connection asyncio client (grpc.aio / aiohttp) sending the 5-row instances.
+- the stand-in at saturation, gRPC and REST, with batching on and off, driven by an asyncio
+  client (grpc.aio, aiohttp) that keeps ``--concurrency`` requests of the 5-row instances in
+  flight.
+
+Rounds interleave a raw sweep with the four served cases, and ratios are taken per round
+before the median, because the machine this runs on may be shared with other work.
 
 The server and the raw baseline get the same CPUs (``--server-cpus``) and the same TensorFlow
 thread settings; the load client runs on other CPUs (``--client-cpus``). The goals: batching
 on, gRPC served rows/s >= 0.8 x raw best; batching off >= 0.8 x raw batch 5.
 
-    .venv/bin/python benchmarks/standin_throughput.py [--model-dir models/model] [--seconds 10]
+    .venv/bin/python benchmarks/standin_throughput.py [--model-dir models/model] [--rounds 3]
         [--server-cpus 0] [--client-cpus 1] [--concurrency 64] [--write-doc docs/benchmarks.md]
 
 With ``--write-doc`` the figures replace the "## Stand-in throughput" section of that file.
@@ -40,7 +44,8 @@ sys.path.insert(0, str(REPO))
 
 SECTION = "## Stand-in throughput"
 RAW_SIZES = (1, 5, 25, 50, 100, 200, 320, 500)
-RAW_ROUNDS = 3  # the sweep runs this often; each size reports its median (the machine is shared)
+CASES = ("gRPC, batching on", "REST, batching on", "gRPC, batching off", "REST, batching off")
+BATCH_ROWS = ":tensorflow:serving:batching_session:processed_batch_size"
 # Batching for a saturated CPU server (TF Serving's tuning guide: timeout 0, one batch thread
 # per core, a batch size above what the clients keep in flight, a queue that never refuses).
 BATCHING = """max_batch_size {{ value: {max_batch} }}
@@ -49,6 +54,7 @@ max_enqueued_batches {{ value: 1000 }}
 num_batch_threads {{ value: {threads} }}
 """
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
+METRICS_PATH = "/monitoring/prometheus/metrics"
 
 
 def cpu_list(text: str) -> set[int]:
@@ -77,18 +83,16 @@ def raw_child(model_dir: Path, threads: int, seconds: float) -> None:
     version = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     instances = np.array(json.loads((model_dir / "instances.json").read_text()), dtype=np.int32)
-    rates: dict[int, list[float]] = {size: [] for size in RAW_SIZES}
-    for _ in range(RAW_ROUNDS):
-        for size in RAW_SIZES:
-            rows = tf.constant(np.resize(instances, (size, instances.shape[1])))
-            for _ in range(3):
-                signature(input_1=rows)
-            calls, start = 0, time.perf_counter()
-            while time.perf_counter() - start < seconds:
-                signature(input_1=rows)
-                calls += 1
-            rates[size].append(calls * size / (time.perf_counter() - start))
-    results = {size: sorted(values)[len(values) // 2] for size, values in rates.items()}
+    results = {}
+    for size in RAW_SIZES:
+        rows = tf.constant(np.resize(instances, (size, instances.shape[1])))
+        for _ in range(3):
+            signature(input_1=rows)
+        calls, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            signature(input_1=rows)
+            calls += 1
+        results[size] = calls * size / (time.perf_counter() - start)
     print(json.dumps(results))
 
 
@@ -118,6 +122,8 @@ def standin(
     """Run ``python -m standin`` on ``cpus``; yields (gRPC target, REST URL) once AVAILABLE."""
     grpc_port, rest_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
+        monitoring = Path(tmp) / "monitoring.cfg"
+        monitoring.write_text(f'prometheus_config {{ enable: true path: "{METRICS_PATH}" }}\n')
         flags = [
             f"--port={grpc_port}",
             f"--rest_api_port={rest_port}",
@@ -128,6 +134,7 @@ def standin(
             # TF Serving's defaults (4 x CPUs) would refuse or queue the client's calls.
             f"--grpc_max_threads={calls}",
             f"--rest_api_num_threads={calls}",
+            f"--monitoring_config_file={monitoring}",
         ]
         if batching:
             config = Path(tmp) / "batching.cfg"
@@ -230,14 +237,26 @@ async def load_rest(url: str, rows, concurrency: int, warmup: float, seconds: fl
 # --- Report ------------------------------------------------------------------------------------
 
 
-def render(results: dict, args: argparse.Namespace, command: str) -> str:
-    raw = results["raw"]
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def baseline_of(case: str, raw: dict[int, float]) -> tuple[float, str]:
+    """What a case is compared with: raw best for batching on, raw batch 5 for batching off."""
+    if case.endswith("batching on"):
+        return max(raw.values()), "raw best"
+    return raw[5], "raw batch 5"
+
+
+def render(rounds: list[dict], facts: dict, args: argparse.Namespace, command: str) -> str:
+    raw = {size: median([r["raw"][size] for r in rounds]) for size in RAW_SIZES}
     best_size = max(raw, key=raw.get)
-    raw5, best = raw[5], raw[best_size]
     lines = [
         SECTION,
         "",
-        f"Measured {results['date']} on {results['machine']} (TensorFlow {results['tf']}) with",
+        f"Measured {facts['date']} on {facts['machine']} (TensorFlow {facts['tf']}) with",
         "",
         "```sh",
         command,
@@ -248,36 +267,71 @@ def render(results: dict, args: argparse.Namespace, command: str) -> str:
         f"`--tensorflow_inter_op_parallelism={args.threads}` (the raw baseline sets the same); "
         f"load client on CPU {args.client_cpus}, {args.concurrency} requests of 5 rows in flight, "
         f"{args.warmup:g} s warm-up then {args.seconds:g} s measured per case; "
-        f"`--grpc_max_threads` and `--rest_api_num_threads` {2 * args.concurrency}. Raw figures "
-        f"are medians of {RAW_ROUNDS} sweeps of {args.raw_seconds:g} s per size. Batching on: "
+        f"`--grpc_max_threads` and `--rest_api_num_threads` {2 * args.concurrency}. Batching on: "
         f"`max_batch_size {args.max_batch}`, `batch_timeout_micros 0`, "
-        f"`num_batch_threads {args.threads}`. Load average (1 min) before/after: "
-        f"{results['load_before']:.2f} / {results['load_after']:.2f}.",
+        f"`num_batch_threads {args.threads}`. {len(rounds)} rounds, each a raw sweep "
+        f"({args.raw_seconds:g} s per batch size) followed by the four served cases; figures "
+        "are medians over rounds, and each ratio is the median of the per-round ratios (served "
+        "against the raw figure of the same round). Load average (1 min) at start and end: "
+        f"{facts['load_before']:.2f} / {facts['load_after']:.2f}.",
         "",
-        "| case | rows/s | ratio | goal |",
-        "|---|---:|---:|---|",
-        f"| raw SavedModel, batch 5 | {raw5:,.0f} | | |",
-        f"| raw SavedModel, best batch ({best_size}) | {best:,.0f} | | |",
+        "| case | rows/s | ratio | ratio per round | goal |",
+        "|---|---:|---:|---|---|",
+        f"| raw SavedModel, batch 5 | {raw[5]:,.0f} | | | |",
+        f"| raw SavedModel, best batch ({best_size}) | {raw[best_size]:,.0f} | | | |",
     ]
-    for case in (
-        "gRPC, batching on",
-        "REST, batching on",
-        "gRPC, batching off",
-        "REST, batching off",
-    ):
-        rate, failures = results["served"][case]
-        baseline, name = (best, "raw best") if "on" in case.split(",")[1] else (raw5, "raw batch 5")
+    for case in CASES:
+        rates = [r["served"][case]["rows_per_s"] for r in rounds]
+        ratios = [
+            rate / baseline_of(case, r["raw"])[0] for rate, r in zip(rates, rounds, strict=True)
+        ]
+        name = baseline_of(case, raw)[1]
         goal = f"≥ 0.8 × {name}" if case.startswith("gRPC") else f"(reference: {name})"
+        failures = sum(r["served"][case]["failed"] for r in rounds)
         failed = f" ({failures} failed)" if failures else ""
-        lines.append(f"| stand-in {case} | {rate:,.0f}{failed} | {rate / baseline:.2f} | {goal} |")
+        batch = [r["served"][case].get("mean_batch") for r in rounds]
+        batch_note = f", mean batch {median(batch):.0f} rows" if None not in batch else ""
+        lines.append(
+            f"| stand-in {case}{batch_note} | {median(rates):,.0f}{failed} | "
+            f"{median(ratios):.2f} | {', '.join(f'{x:.2f}' for x in ratios)} | {goal} |"
+        )
     lines += [
         "",
-        "Raw SavedModel rows/s by batch size: "
+        "Raw SavedModel rows/s by batch size (medians): "
         + ", ".join(f"{size}: {rate:,.0f}" for size, rate in sorted(raw.items()))
         + ".",
         "",
     ]
     return "\n".join(lines)
+
+
+def batch_stats(url: str) -> tuple[float, float]:
+    """(rows, batches) the stand-in has run so far, from its Prometheus page."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"{url}{METRICS_PATH}", timeout=30) as answer:
+        text = answer.read().decode()
+    values = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            values[sample.name] = sample.value
+    return values.get(BATCH_ROWS + "_sum", 0.0), values.get(BATCH_ROWS + "_count", 0.0)
+
+
+def serve_case(case: str, target: str, url: str, rows, args: argparse.Namespace) -> dict:
+    load = load_grpc if case.startswith("gRPC") else load_rest
+    batching = case.endswith("batching on")
+    before = batch_stats(url) if batching else None
+    rate, failed = asyncio.run(
+        load(
+            target if load is load_grpc else url, rows, args.concurrency, args.warmup, args.seconds
+        )
+    )
+    result = {"rows_per_s": rate * len(rows), "failed": failed}
+    if before is not None:
+        after = batch_stats(url)
+        result["mean_batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
+    return result
 
 
 def write_section(path: Path, section: str) -> None:
@@ -304,10 +358,13 @@ def main() -> None:
     parser.add_argument("--client-cpus", default="1")
     parser.add_argument("--threads", type=int, default=None, help="TF threads (default: #CPUs)")
     parser.add_argument("--concurrency", type=int, default=64)
-    parser.add_argument("--max-batch", type=int, default=512)
+    # On one CPU this model's rows/s peaks around 25-50 rows a call (see the raw sweep), so the
+    # tuned max_batch_size is small; TF Serving's guide tunes it to the hardware the same way.
+    parser.add_argument("--max-batch", type=int, default=64)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--warmup", type=float, default=3.0)
     parser.add_argument("--raw-seconds", type=float, default=2.0)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--write-doc", type=Path)
     args = parser.parse_args()
     if not (args.model_dir / "instances.json").exists():
@@ -319,36 +376,31 @@ def main() -> None:
     import tensorflow as tf
 
     rows = np.array(json.loads((args.model_dir / "instances.json").read_text()), dtype=np.int32)
-    results: dict = {
+    facts = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "tf": tf.__version__,
         "load_before": os.getloadavg()[0],
     }
-    print("raw SavedModel ...", flush=True)
-    results["raw"] = measure_raw(args.model_dir, server_cpus, args.threads, args.raw_seconds)
-    print(json.dumps(results["raw"]), flush=True)
-    results["served"] = {}
     batching = BATCHING.format(max_batch=args.max_batch, threads=args.threads)
-    for label, config in (("on", batching), ("off", None)):
-        calls = 2 * args.concurrency
-        with standin(args.model_dir, server_cpus, args.threads, calls, config) as (target, url):
-            for protocol, load in (("gRPC", load_grpc), ("REST", load_rest)):
-                case = f"{protocol}, batching {label}"
-                rate, failed = asyncio.run(
-                    load(
-                        target if protocol == "gRPC" else url,
-                        rows,
-                        args.concurrency,
-                        args.warmup,
-                        args.seconds,
-                    )
-                )
-                results["served"][case] = (rate * len(rows), failed)
-                print(f"{case}: {rate * len(rows):,.0f} rows/s ({failed} failed)", flush=True)
-    results["load_after"] = os.getloadavg()[0]
+    calls = 2 * args.concurrency
+    rounds = []
+    with (
+        standin(args.model_dir, server_cpus, args.threads, calls, batching) as batched,
+        standin(args.model_dir, server_cpus, args.threads, calls, None) as unbatched,
+    ):
+        for number in range(1, args.rounds + 1):
+            raw = measure_raw(args.model_dir, server_cpus, args.threads, args.raw_seconds)
+            print(f"round {number}: raw " + json.dumps({k: round(v) for k, v in raw.items()}))
+            served = {}
+            for case in CASES:
+                target, url = batched if case.endswith("batching on") else unbatched
+                served[case] = serve_case(case, target, url, rows, args)
+                print(f"round {number}: {case}: {served[case]}", flush=True)
+            rounds.append({"raw": raw, "served": served})
+    facts["load_after"] = os.getloadavg()[0]
     command = ".venv/bin/python benchmarks/standin_throughput.py " + " ".join(sys.argv[1:])
-    section = render(results, args, command.strip())
+    section = render(rounds, facts, args, command.strip())
     print(section)
     if args.write_doc:
         write_section(args.write_doc, section)

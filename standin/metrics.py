@@ -52,6 +52,7 @@ class Metrics:
     def __init__(self, batching: BatchingConfig | None) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
         self._labels: dict[str, list[str]] = {}
+        self._children: dict[tuple, object] = {}
         self.request_count = self._counter(
             "request_count", "The total number of requests.", ["model_name", "status"]
         )
@@ -110,28 +111,36 @@ class Metrics:
             PREFIX + name, text, labels, registry=self.registry, buckets=_below(limits)
         )
 
+    def _child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, remembered: the lookup costs more than the update."""
+        key = (id(metric), labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     # Requests (both transports).
     def request(
         self, model_name: str, status: str, api: str, entrypoint: str, micros: float
     ) -> None:
         """One finished request; latency counts only successful ones, as in TF Serving."""
-        self.request_count.labels(model_name, status).inc()
+        self._child(self.request_count, model_name, status).inc()
         if status == "OK":
-            self.request_latency.labels(model_name, api, entrypoint).observe(micros)
+            self._child(self.request_latency, model_name, api, entrypoint).observe(micros)
 
     def runtime(self, model_name: str, micros: float) -> None:
-        self.runtime_latency.labels(model_name, "Predict", "TF1").observe(micros)
+        self._child(self.runtime_latency, model_name, "Predict", "TF1").observe(micros)
 
     # BatchObserver.
     def input_batch(self, rows: int) -> None:
         self.input_batch_size.observe(rows)
 
     def queued(self, micros: float) -> None:
-        self.queuing_latency.labels(self._batching.thread_pool_name).observe(micros)
+        self._child(self.queuing_latency, self._batching.thread_pool_name).observe(micros)
 
     def processed_batch(self, rows: int, padding: int) -> None:
         self.processed_batch_size.observe(rows)
-        self.padding_size.labels(str(rows)).observe(padding)
+        self._child(self.padding_size, str(rows)).observe(padding)
         self.wrapped_run_count.inc()
 
     def render(self) -> str:

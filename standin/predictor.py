@@ -69,14 +69,14 @@ class Predictor:
         version: int,
         metrics: Metrics,
         batching: BatchingConfig | None,
-        max_workers: int,
+        model_threads: int,
     ) -> None:
         self.model_name = model_name
         self.version = version
         self.state = "LOADING"
         self.servable: Servable | None = None
         self._metrics = metrics
-        self._executor = ThreadPoolExecutor(max_workers, "predict")
+        self._executor = ThreadPoolExecutor(model_threads, "predict")
         self._batcher = Batcher(batching, self._run_batch, metrics) if batching else None
 
     def resolve(self, name: str, version: int | None, label: str | None) -> Servable:

@@ -108,7 +108,9 @@ async def serve(flags: Flags) -> int:
         version,
         metrics,
         batching,
-        max_workers=flags.grpc_max_threads + flags.rest_api_num_threads,
+        # Unbatched requests run as TF Serving's Session::Run calls do: as many at once as
+        # TensorFlow's inter-op pool has threads; the rest wait their turn.
+        model_threads=flags.tensorflow_inter_op_parallelism or len(os.sched_getaffinity(0)),
     )
     health = HealthServicer()
     await health.set("", health_pb2.HealthCheckResponse.NOT_SERVING)

@@ -8,6 +8,8 @@ Common dtypes are converted with numpy directly; ``tf.make_ndarray`` handles the
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from standin.status import invalid
@@ -58,7 +60,7 @@ def dtype_name(dtype: int) -> str:
 def to_ndarray(proto, alias: str) -> np.ndarray:
     """Decode one request tensor; a malformed one is TF Serving's ``tensor parsing error``."""
     shape = tuple(d.size for d in proto.tensor_shape.dim)
-    count = int(np.prod(shape, dtype=np.int64))
+    count = math.prod(shape)
     entry = FIELDS.get(proto.dtype)
     if entry is None or any(d < 0 for d in shape):
         return _with_tensorflow(proto, alias)
