@@ -1,21 +1,23 @@
 """Stand-in throughput: served rows/s against the raw SavedModel on the same CPUs and threads.
 
-One run measures:
+Measured in one run:
 
-- the raw SavedModel (its ``serving_default`` signature called back to back, in a process of
-  its own) at batch 5 (the load tests' request) and over a sweep of batch sizes, for the best;
+- the raw SavedModel: its ``serving_default`` signature called back to back, in a process of
+  its own, at batch 5 (the load tests' request) and over a sweep of batch sizes for the best;
 - the stand-in at saturation, gRPC and REST, with batching on and off, driven by an asyncio
-  client (grpc.aio, aiohttp) that keeps ``--concurrency`` requests of the 5-row instances in
-  flight.
-
-Rounds interleave a raw sweep with the four served cases, and ratios are taken per round
-before the median, because the machine this runs on may be shared with other work.
+  client (grpc.aio, aiohttp) that keeps ``--concurrency`` 5-row requests in flight.
 
 The server and the raw baseline get the same CPUs (``--server-cpus``) and the same TensorFlow
 thread settings; the load client runs on other CPUs (``--client-cpus``). The goals: batching
 on, gRPC served rows/s >= 0.8 x raw best; batching off >= 0.8 x raw batch 5.
 
-    .venv/bin/python benchmarks/standin_throughput.py [--model-dir models/model] [--rounds 3]
+The machine this runs on may be shared, and a shared CPU's speed drifts by tens of percent
+within minutes. So every served figure is paired with a raw figure taken just before it: each
+case runs ``--pairs`` times as (raw slice, served slice), and its ratio is the median of the
+pair ratios. Rows per CPU-second (rows divided by the CPU time the process used) is reported
+alongside rows/s: it shows whether the server had the whole CPU.
+
+    .venv/bin/python benchmarks/standin_throughput.py [--model-dir models/model] [--pairs 5]
         [--server-cpus 0] [--client-cpus 1] [--concurrency 64] [--write-doc docs/benchmarks.md]
 
 With ``--write-doc`` the figures replace the "## Stand-in throughput" section of that file.
@@ -36,7 +38,8 @@ import sys
 import tempfile
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -47,12 +50,13 @@ RAW_SIZES = (1, 5, 25, 50, 100, 200, 320, 500)
 CASES = ("gRPC, batching on", "REST, batching on", "gRPC, batching off", "REST, batching off")
 BATCH_ROWS = ":tensorflow:serving:batching_session:processed_batch_size"
 # Batching for a saturated CPU server (TF Serving's tuning guide: timeout 0, one batch thread
-# per core, a batch size above what the clients keep in flight, a queue that never refuses).
+# per core, a queue that never refuses); max_batch_size comes from --max-batch.
 BATCHING = """max_batch_size {{ value: {max_batch} }}
 batch_timeout_micros {{ value: 0 }}
 max_enqueued_batches {{ value: 1000 }}
 num_batch_threads {{ value: {threads} }}
 """
+GOAL = 0.8
 PREDICT = "/tensorflow.serving.PredictionService/Predict"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 
@@ -70,10 +74,17 @@ def pinned(cpus: set[int]):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-# --- The raw baseline (runs in a child process: ``standin_throughput.py raw ...``) -------------
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
 
 
-def raw_child(model_dir: Path, threads: int, seconds: float) -> None:
+# --- The raw baseline: a child process that loads the model once and measures on request ----
+
+
+def raw_worker(model_dir: Path, threads: int) -> None:
+    """Read ``SIZE SECONDS`` lines; answer each with JSON rows/s and rows per CPU-second."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
@@ -83,27 +94,43 @@ def raw_child(model_dir: Path, threads: int, seconds: float) -> None:
     version = max((p for p in model_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
     signature = tf.saved_model.load(str(version)).signatures["serving_default"]
     instances = np.array(json.loads((model_dir / "instances.json").read_text()), dtype=np.int32)
-    results = {}
-    for size in RAW_SIZES:
+    print("ready", flush=True)
+    for line in sys.stdin:
+        size, seconds = int(line.split()[0]), float(line.split()[1])
         rows = tf.constant(np.resize(instances, (size, instances.shape[1])))
         for _ in range(3):
             signature(input_1=rows)
-        calls, start = 0, time.perf_counter()
+        calls, start, cpu = 0, time.perf_counter(), time.process_time()
         while time.perf_counter() - start < seconds:
             signature(input_1=rows)
             calls += 1
-        results[size] = calls * size / (time.perf_counter() - start)
-    print(json.dumps(results))
+        wall, used = time.perf_counter() - start, time.process_time() - cpu
+        print(json.dumps({"wall": calls * size / wall, "cpu": calls * size / used}), flush=True)
 
 
-def measure_raw(model_dir: Path, cpus: set[int], threads: int, seconds: float) -> dict[int, float]:
-    command = [sys.executable, __file__, "raw", str(model_dir), str(threads), str(seconds)]
-    result = subprocess.run(
-        command, capture_output=True, text=True, preexec_fn=pinned(cpus), check=False
-    )
-    if result.returncode != 0:
-        raise SystemExit(f"raw baseline failed:\n{result.stderr}")
-    return {int(size): rate for size, rate in json.loads(result.stdout.splitlines()[-1]).items()}
+class RawModel:
+    """The raw-baseline child process, pinned to the server's CPUs."""
+
+    def __init__(self, model_dir: Path, cpus: set[int], threads: int) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, __file__, "raw", str(model_dir), str(threads)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            preexec_fn=pinned(cpus),
+        )
+        if self._process.stdout.readline().strip() != "ready":
+            raise SystemExit("the raw baseline process did not start")
+
+    def measure(self, size: int, seconds: float) -> dict[str, float]:
+        self._process.stdin.write(f"{size} {seconds}\n")
+        self._process.stdin.flush()
+        return json.loads(self._process.stdout.readline())
+
+    def close(self) -> None:
+        self._process.stdin.close()
+        self._process.wait(timeout=60)
 
 
 # --- The stand-in ------------------------------------------------------------------------------
@@ -115,11 +142,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+@dataclass(frozen=True)
+class Server:
+    target: str  # gRPC
+    url: str  # REST
+    pid: int
+
+    def cpu_seconds(self) -> float:
+        """CPU time the server process has used (all threads), from /proc."""
+        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def standin(
     model_dir: Path, cpus: set[int], threads: int, calls: int, batching: str | None
-) -> Iterator[tuple[str, str]]:
-    """Run ``python -m standin`` on ``cpus``; yields (gRPC target, REST URL) once AVAILABLE."""
+) -> Iterator[Server]:
+    """Run ``python -m standin`` on ``cpus``; yields it once AVAILABLE."""
     grpc_port, rest_port = free_port(), free_port()
     with tempfile.TemporaryDirectory() as tmp:
         monitoring = Path(tmp) / "monitoring.cfg"
@@ -162,7 +201,7 @@ def standin(
                     if b'"AVAILABLE"' in answer.read():
                         break
                 time.sleep(0.2)
-            yield f"127.0.0.1:{grpc_port}", rest
+            yield Server(f"127.0.0.1:{grpc_port}", rest, process.pid)
         finally:
             process.terminate()
             process.wait(timeout=120)
@@ -172,12 +211,21 @@ def standin(
 # --- The load client ---------------------------------------------------------------------------
 
 
-async def _drive(send, concurrency: int, warmup: float, seconds: float) -> tuple[float, int]:
-    """Keep ``concurrency`` requests in flight; (requests/s in the measured window, failures)."""
+async def _drive(
+    send, concurrency: int, warmup: float, seconds: float, probe: Callable[[], float]
+) -> tuple[float, int, float]:
+    """Keep ``concurrency`` requests in flight.
+
+    Returns requests/s in the measured window, failures, and ``probe()``'s increase over the
+    window (the server's CPU seconds).
+    """
     loop = asyncio.get_running_loop()
     start = loop.time()
     window = (start + warmup, start + warmup + seconds)
     done = failed = 0
+    marks: list[float] = []
+    for when in window:
+        loop.call_at(when, lambda: marks.append(probe()))
 
     async def worker() -> None:
         nonlocal done, failed
@@ -189,10 +237,10 @@ async def _drive(send, concurrency: int, warmup: float, seconds: float) -> tuple
                 failed += not ok
 
     await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return done / seconds, failed
+    return done / seconds, failed, marks[1] - marks[0]
 
 
-async def load_grpc(target: str, rows, concurrency: int, warmup: float, seconds: float):
+async def load_grpc(server: Server, rows, concurrency: int, warmup: float, seconds: float):
     import grpc
     import numpy as np
     from tensorflow_serving.apis import predict_pb2
@@ -205,7 +253,7 @@ async def load_grpc(target: str, rows, concurrency: int, warmup: float, seconds:
         tensor.tensor_shape.dim.add().size = size
     tensor.tensor_content = np.ascontiguousarray(rows, dtype=np.int32).tobytes()
     payload = request.SerializeToString()
-    async with grpc.aio.insecure_channel(target) as channel:
+    async with grpc.aio.insecure_channel(server.target) as channel:
         call = channel.unary_unary(PREDICT)  # bytes in, bytes out: the client stays cheap
 
         async def send() -> bool:
@@ -215,44 +263,30 @@ async def load_grpc(target: str, rows, concurrency: int, warmup: float, seconds:
             except grpc.aio.AioRpcError:
                 return False
 
-        return await _drive(send, concurrency, warmup, seconds)
+        return await _drive(send, concurrency, warmup, seconds, server.cpu_seconds)
 
 
-async def load_rest(url: str, rows, concurrency: int, warmup: float, seconds: float):
+async def load_rest(server: Server, rows, concurrency: int, warmup: float, seconds: float):
     import aiohttp
 
     body = json.dumps({"instances": rows.tolist()}).encode()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        target = f"{url}/v1/models/model:predict"
+        target = f"{server.url}/v1/models/model:predict"
 
         async def send() -> bool:
             async with session.post(target, data=body) as response:
                 await response.read()
                 return response.status == 200
 
-        return await _drive(send, concurrency, warmup, seconds)
+        return await _drive(send, concurrency, warmup, seconds, server.cpu_seconds)
 
 
 # --- Report ------------------------------------------------------------------------------------
 
 
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def baseline_of(case: str, raw: dict[int, float]) -> tuple[float, str]:
-    """What a case is compared with: raw best for batching on, raw batch 5 for batching off."""
-    if case.endswith("batching on"):
-        return max(raw.values()), "raw best"
-    return raw[5], "raw batch 5"
-
-
-def render(rounds: list[dict], facts: dict, args: argparse.Namespace, command: str) -> str:
-    raw = {size: median([r["raw"][size] for r in rounds]) for size in RAW_SIZES}
-    best_size = max(raw, key=raw.get)
+def render(sweep: dict, results: dict, facts: dict, args: argparse.Namespace, command: str) -> str:
+    best_size = max(sweep, key=lambda size: sweep[size]["wall"])
     lines = [
         SECTION,
         "",
@@ -265,40 +299,45 @@ def render(rounds: list[dict], facts: dict, args: argparse.Namespace, command: s
         f"Server and raw baseline on CPU {args.server_cpus} with "
         f"`--tensorflow_intra_op_parallelism={args.threads}` and "
         f"`--tensorflow_inter_op_parallelism={args.threads}` (the raw baseline sets the same); "
-        f"load client on CPU {args.client_cpus}, {args.concurrency} requests of 5 rows in flight, "
-        f"{args.warmup:g} s warm-up then {args.seconds:g} s measured per case; "
+        f"load client on CPU {args.client_cpus}, {args.concurrency} requests of 5 rows in flight; "
         f"`--grpc_max_threads` and `--rest_api_num_threads` {2 * args.concurrency}. Batching on: "
         f"`max_batch_size {args.max_batch}`, `batch_timeout_micros 0`, "
-        f"`num_batch_threads {args.threads}`. {len(rounds)} rounds, each a raw sweep "
-        f"({args.raw_seconds:g} s per batch size) followed by the four served cases; figures "
-        "are medians over rounds, and each ratio is the median of the per-round ratios (served "
-        "against the raw figure of the same round). Load average (1 min) at start and end: "
+        f"`num_batch_threads {args.threads}`. Each case ran {args.pairs} times as a pair: "
+        f"{args.seconds:g} s of the raw SavedModel (batch 5, or the best batch size for "
+        f"batching on) then {args.seconds:g} s of the stand-in after {args.warmup:g} s of "
+        "warm-up load; figures are medians over the pairs and the ratio is the median pair "
+        "ratio (its range in brackets). Load average (1 min) at start and end: "
         f"{facts['load_before']:.2f} / {facts['load_after']:.2f}.",
         "",
-        "| case | rows/s | ratio | ratio per round | goal |",
-        "|---|---:|---:|---|---|",
-        f"| raw SavedModel, batch 5 | {raw[5]:,.0f} | | | |",
-        f"| raw SavedModel, best batch ({best_size}) | {raw[best_size]:,.0f} | | | |",
+        "| case | served rows/s | raw rows/s | ratio (range) | served rows per CPU-s | goal |",
+        "|---|---:|---:|---|---:|---|",
     ]
     for case in CASES:
-        rates = [r["served"][case]["rows_per_s"] for r in rounds]
-        ratios = [
-            rate / baseline_of(case, r["raw"])[0] for rate, r in zip(rates, rounds, strict=True)
-        ]
-        name = baseline_of(case, raw)[1]
+        pairs = results[case]
+        ratios = [served["rows_per_s"] / raw["wall"] for raw, served in pairs]
+        served_rate = median([served["rows_per_s"] for _, served in pairs])
+        raw_rate = median([raw["wall"] for raw, _ in pairs])
+        per_cpu = median([served["rows_per_cpu_s"] for _, served in pairs])
+        name = f"raw best ({best_size})" if case.endswith("batching on") else "raw batch 5"
         goal = f"≥ 0.8 × {name}" if case.startswith("gRPC") else f"(reference: {name})"
-        failures = sum(r["served"][case]["failed"] for r in rounds)
+        failures = sum(served["failed"] for _, served in pairs)
         failed = f" ({failures} failed)" if failures else ""
-        batch = [r["served"][case].get("mean_batch") for r in rounds]
+        batch = [served.get("mean_batch") for _, served in pairs]
         batch_note = f", mean batch {median(batch):.0f} rows" if None not in batch else ""
         lines.append(
-            f"| stand-in {case}{batch_note} | {median(rates):,.0f}{failed} | "
-            f"{median(ratios):.2f} | {', '.join(f'{x:.2f}' for x in ratios)} | {goal} |"
+            f"| stand-in {case}{batch_note} | {served_rate:,.0f}{failed} | {raw_rate:,.0f} | "
+            f"**{median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f}) | {per_cpu:,.0f} | "
+            f"{goal} |"
         )
+    lines.append("")
+    for case in ("gRPC, batching on", "gRPC, batching off"):
+        ratio = median([served["rows_per_s"] / raw["wall"] for raw, served in results[case]])
+        verdict = "met" if ratio >= GOAL else f"missed by {GOAL - ratio:.2f}"
+        lines.append(f"- Goal for {case}: {ratio:.2f} against {GOAL}: **{verdict}**.")
     lines += [
         "",
-        "Raw SavedModel rows/s by batch size (medians): "
-        + ", ".join(f"{size}: {rate:,.0f}" for size, rate in sorted(raw.items()))
+        "Raw SavedModel rows/s by batch size (the sweep that picked the best size): "
+        + ", ".join(f"{size}: {rates['wall']:,.0f}" for size, rates in sorted(sweep.items()))
         + ".",
         "",
     ]
@@ -318,18 +357,20 @@ def batch_stats(url: str) -> tuple[float, float]:
     return values.get(BATCH_ROWS + "_sum", 0.0), values.get(BATCH_ROWS + "_count", 0.0)
 
 
-def serve_case(case: str, target: str, url: str, rows, args: argparse.Namespace) -> dict:
+def serve(case: str, server: Server, rows, args: argparse.Namespace) -> dict:
+    """One served slice: rows/s, rows per server CPU-second, failures, mean batch size."""
     load = load_grpc if case.startswith("gRPC") else load_rest
     batching = case.endswith("batching on")
-    before = batch_stats(url) if batching else None
-    rate, failed = asyncio.run(
-        load(
-            target if load is load_grpc else url, rows, args.concurrency, args.warmup, args.seconds
-        )
-    )
-    result = {"rows_per_s": rate * len(rows), "failed": failed}
+    before = batch_stats(server.url) if batching else None
+    rate, failed, cpu = asyncio.run(load(server, rows, args.concurrency, args.warmup, args.seconds))
+    served_rows = rate * len(rows)
+    result = {
+        "rows_per_s": served_rows,
+        "rows_per_cpu_s": served_rows * args.seconds / max(cpu, 1e-9),
+        "failed": failed,
+    }
     if before is not None:
-        after = batch_stats(url)
+        after = batch_stats(server.url)
         result["mean_batch"] = (after[0] - before[0]) / max(after[1] - before[1], 1)
     return result
 
@@ -350,7 +391,7 @@ def write_section(path: Path, section: str) -> None:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "raw":
-        raw_child(Path(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4]))
+        raw_worker(Path(sys.argv[2]), int(sys.argv[3]))
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model-dir", type=Path, default=REPO / "models" / "model")
@@ -361,10 +402,9 @@ def main() -> None:
     # On one CPU this model's rows/s peaks around 25-50 rows a call (see the raw sweep), so the
     # tuned max_batch_size is small; TF Serving's guide tunes it to the hardware the same way.
     parser.add_argument("--max-batch", type=int, default=64)
-    parser.add_argument("--seconds", type=float, default=10.0)
-    parser.add_argument("--warmup", type=float, default=3.0)
-    parser.add_argument("--raw-seconds", type=float, default=2.0)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--pairs", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=3.0, help="length of each slice")
+    parser.add_argument("--warmup", type=float, default=1.0, help="load before a served slice")
     parser.add_argument("--write-doc", type=Path)
     args = parser.parse_args()
     if not (args.model_dir / "instances.json").exists():
@@ -384,23 +424,35 @@ def main() -> None:
     }
     batching = BATCHING.format(max_batch=args.max_batch, threads=args.threads)
     calls = 2 * args.concurrency
-    rounds = []
-    with (
-        standin(args.model_dir, server_cpus, args.threads, calls, batching) as batched,
-        standin(args.model_dir, server_cpus, args.threads, calls, None) as unbatched,
-    ):
-        for number in range(1, args.rounds + 1):
-            raw = measure_raw(args.model_dir, server_cpus, args.threads, args.raw_seconds)
-            print(f"round {number}: raw " + json.dumps({k: round(v) for k, v in raw.items()}))
-            served = {}
+    raw = RawModel(args.model_dir, server_cpus, args.threads)
+    try:
+        sweep = {size: raw.measure(size, args.seconds) for size in RAW_SIZES}
+        best_size = max(sweep, key=lambda size: sweep[size]["wall"])
+        print("raw rows/s " + json.dumps({k: round(v["wall"]) for k, v in sweep.items()}))
+        results = {}
+        with (
+            standin(args.model_dir, server_cpus, args.threads, calls, batching) as batched,
+            standin(args.model_dir, server_cpus, args.threads, calls, None) as unbatched,
+        ):
+            # First calls of new batch shapes are slow (kernel set-up); keep that out.
+            for server in (batched, unbatched):
+                for load in (load_grpc, load_rest):
+                    asyncio.run(load(server, rows, args.concurrency, 0, 2 * args.seconds))
             for case in CASES:
-                target, url = batched if case.endswith("batching on") else unbatched
-                served[case] = serve_case(case, target, url, rows, args)
-                print(f"round {number}: {case}: {served[case]}", flush=True)
-            rounds.append({"raw": raw, "served": served})
+                batching_on = case.endswith("batching on")
+                server = batched if batching_on else unbatched
+                results[case] = []
+                for _ in range(args.pairs):
+                    baseline = raw.measure(best_size if batching_on else 5, args.seconds)
+                    served = serve(case, server, rows, args)
+                    results[case].append((baseline, served))
+                    ratio = served["rows_per_s"] / baseline["wall"]
+                    print(f"{case}: {served['rows_per_s']:,.0f} rows/s, ratio {ratio:.2f}")
+    finally:
+        raw.close()
     facts["load_after"] = os.getloadavg()[0]
     command = ".venv/bin/python benchmarks/standin_throughput.py " + " ".join(sys.argv[1:])
-    section = render(rounds, facts, args, command.strip())
+    section = render(sweep, results, facts, args, command.strip())
     print(section)
     if args.write_doc:
         write_section(args.write_doc, section)
