@@ -19,7 +19,7 @@ from tfsload.arrival import ArrivalSchedule, Lateness, arrival_summary
 from tfsload.errors import ConfigError
 from tfsload.options import settings_from
 from tfsload.payload import Payload, build_payload
-from tfsload.precise import PreciseStats
+from tfsload.precise import HIGHEST_US, PreciseStats, add_values, new_histogram
 from tfsload.request_count import Completion, RequestBudget, split_evenly
 from tfsload.results import build_results, csv_text, exit_code, summary_text
 from tfsload.session import Session, Share, split_run
@@ -124,6 +124,23 @@ def test_merged_exports_equal_one_process_recording_everything():
         assert not worker.entries and not worker.seconds  # exports are deltas
     assert master.summaries(3.0) == single.summaries(3.0)
     assert master.timeline(1000.0) == single.timeline(1000.0)
+
+
+@pytest.mark.parametrize("digits", [3, 2])
+def test_bulk_recording_counts_exactly_like_record_value(digits):
+    rng = random.Random(digits)
+    values = [0, 1, 2, 1023, 1024, 2047, 2048, HIGHEST_US, HIGHEST_US - 1]
+    values += [int(rng.lognormvariate(7, 3)) % HIGHEST_US for _ in range(50_000)]
+    one_by_one, bulk = new_histogram(digits), new_histogram(digits)
+    for value in values:
+        assert one_by_one.record_value(value)
+    add_values(bulk, values[:7])
+    add_values(bulk, values[7:])
+    assert list(bulk.counts) == list(one_by_one.counts)
+    assert (bulk.total_count, bulk.min_value, bulk.max_value) == (
+        one_by_one.total_count, one_by_one.min_value, one_by_one.max_value,
+    )  # fmt: skip
+    assert bulk.encode() == one_by_one.encode()
 
 
 def test_timeline_has_one_point_per_second():

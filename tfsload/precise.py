@@ -11,6 +11,10 @@ Worker processes :meth:`PreciseStats.export` their numbers since the last report
 :meth:`PreciseStats.merge`\\ s them, so a distributed run ends up with exactly the histograms a
 single process would have recorded. A per-second timeline (all rows together, 2 significant
 digits) travels the same way.
+
+Latencies wait in a list and go into the histograms in bulk (:func:`add_values`, vectorised):
+recording runs in the load generator's only thread for every request, and one hdrh
+``record_value`` call costs microseconds of Python.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 
+import numpy as np
 from hdrh.histogram import HdrHistogram
 
 LOWEST_US = 1
@@ -27,6 +32,7 @@ TIMELINE_DIGITS = 2  # per-second points need less precision and are kept for th
 PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0),
                ("p999_ms", 99.9))  # fmt: skip
 TOTAL_NAME = "Aggregated"
+FLUSH_AT = 4096  # pending latencies per histogram before they are added in bulk
 
 
 def new_histogram(digits: int = DIGITS) -> HdrHistogram:
@@ -39,6 +45,30 @@ def to_micros(response_time_ms: float) -> int:
 
 def _ms(micros: float | None) -> float | None:
     return None if micros is None else round(micros / 1000, 3)
+
+
+def add_values(histogram: HdrHistogram, values: list[int]) -> None:
+    """Record every value of ``values`` (each in the histogram's range) at once.
+
+    The same counts as ``histogram.record_value(v)`` for each ``v`` (tests/test_locust_units.py
+    holds it to that), computed with numpy from the histogram's own layout: the bucket is the
+    bit length of ``v | sub_bucket_mask`` (frexp's exponent, exact below 2**53), the sub-bucket
+    the value shifted by it.
+    """
+    if not values:
+        return
+    h = histogram
+    v = np.asarray(values, dtype=np.int64)
+    bits = np.frexp((v | h.sub_bucket_mask).astype(np.float64))[1].astype(np.int64)
+    bucket = bits - h.unit_magnitude - (h.sub_bucket_half_count_magnitude + 1)
+    sub_bucket = v >> (bucket + h.unit_magnitude)
+    index = ((bucket + 1) << h.sub_bucket_half_count_magnitude) + sub_bucket
+    index -= h.sub_bucket_half_count
+    counts = np.ctypeslib.as_array(h.counts)
+    counts += np.bincount(index, minlength=h.counts_len).astype(counts.dtype)
+    h.total_count += len(values)
+    h.min_value = min(h.min_value, int(v.min()))
+    h.max_value = max(h.max_value, int(v.max()))
 
 
 @dataclass
@@ -54,6 +84,7 @@ class Entry:
     min_us: int = sys.maxsize
     max_us: int = 0
     histogram: HdrHistogram = field(default_factory=new_histogram)
+    pending: list[int] = field(default_factory=list)  # successful latencies not yet in histogram
 
     def record(self, micros: int, failed: bool, rows: int) -> None:
         self.count += 1
@@ -62,11 +93,21 @@ class Entry:
             return
         self.rows += rows
         self.sum_us += micros
-        self.min_us = min(self.min_us, micros)
-        self.max_us = max(self.max_us, micros)
-        self.histogram.record_value(micros)
+        if micros < self.min_us:
+            self.min_us = micros
+        if micros > self.max_us:
+            self.max_us = micros
+        self.pending.append(micros)
+        if len(self.pending) >= FLUSH_AT:
+            self.flush()
+
+    def flush(self) -> None:
+        add_values(self.histogram, self.pending)
+        self.pending = []
 
     def add(self, other: Entry) -> None:
+        other.flush()
+        self.flush()
         self.count += other.count
         self.failures += other.failures
         self.rows += other.rows
@@ -76,6 +117,7 @@ class Entry:
         self.histogram.add(other.histogram)
 
     def export(self) -> dict:
+        self.flush()
         encoded = self.histogram.encode().decode() if self.count > self.failures else ""
         return {
             "name": self.name, "type": self.type, "count": self.count,
@@ -92,6 +134,7 @@ class Entry:
 
     def summary(self, wall_time_s: float) -> dict:
         """The row as in the precise JSON: counts, rates, latencies in ms (µs resolution)."""
+        self.flush()
         ok = self.count - self.failures
         latencies: dict[str, float | None] = {"min_ms": None, "mean_ms": None}
         latencies.update({key: None for key, _ in PERCENTILES})
@@ -124,6 +167,16 @@ class Second:
     count: int = 0
     failures: int = 0
     histogram: HdrHistogram = field(default_factory=lambda: new_histogram(TIMELINE_DIGITS))
+    pending: list[int] = field(default_factory=list)
+
+    def encoded(self) -> str:
+        """The histogram, base64, or "" when nothing succeeded in this second."""
+        self.flush()
+        return self.histogram.encode().decode() if self.count > self.failures else ""
+
+    def flush(self) -> None:
+        add_values(self.histogram, self.pending)
+        self.pending = []
 
 
 class PreciseStats:
@@ -150,7 +203,7 @@ class PreciseStats:
         if failed:
             second.failures += 1
         else:
-            second.histogram.record_value(micros)
+            second.pending.append(micros)
 
     def reset(self) -> None:
         self.entries.clear()
@@ -160,15 +213,7 @@ class PreciseStats:
         """Everything recorded since the last export, JSON-serialisable; then start afresh."""
         data = {
             "entries": [entry.export() for entry in self.entries.values()],
-            "seconds": [
-                [
-                    t,
-                    s.count,
-                    s.failures,
-                    s.histogram.encode().decode() if s.count > s.failures else "",
-                ]
-                for t, s in self.seconds.items()
-            ],
+            "seconds": [[t, s.count, s.failures, s.encoded()] for t, s in self.seconds.items()],
         }
         self.reset()
         return data
@@ -210,6 +255,7 @@ class PreciseStats:
         points = []
         for t in sorted(self.seconds):
             second = self.seconds[t]
+            second.flush()
             ok = second.count - second.failures
             values = second.histogram.get_percentile_to_value_dict([50.0, 99.0]) if ok else {}
             points.append(

@@ -85,9 +85,10 @@ def _dtype(name: str) -> int:
 
 def tensor_rows(tensor) -> list | None:
     """A 2-D float TensorProto as nested lists, or None if it is not one."""
-    shape = [dim.size for dim in tensor.tensor_shape.dim]
-    if tensor.dtype != _dtype("DT_FLOAT") or len(shape) != 2:
+    dims = tensor.tensor_shape.dim
+    if tensor.dtype != _dtype("DT_FLOAT") or len(dims) != 2:
         return None
+    shape = (dims[0].size, dims[1].size)
     if tensor.tensor_content:
         values = np.frombuffer(tensor.tensor_content, dtype="<f4")
     else:
