@@ -172,8 +172,9 @@ def test_rest_run_counts_what_locust_counts_and_passes_all_thresholds(tmp_path, 
 
 def test_grpc_run_trips_latency_and_rate_thresholds(tmp_path, target):
     run = run_locust(
-        tmp_path, "GrpcUser", "-H", f"grpc://{target['grpc']}", "--instances-file",
-        target["instances"], "-u", "4", "-r", "4", "-t", "120s", "--request-count", "100",
+        tmp_path, "GrpcUser", "-H", f"grpc://{target['grpc']}", "--target-name", "cell-a",
+        "--instances-file", target["instances"], "-u", "4", "-r", "4", "-t", "120s",
+        "--request-count", "100",
         "--check-p50-ms", "0.001", "--check-p95-ms", "0.001", "--check-p99-ms", "0.001",
         "--check-fail-ratio", "0", "--check-min-rps", "1000000", probe=True,
     )  # fmt: skip
@@ -181,7 +182,7 @@ def test_grpc_run_trips_latency_and_rate_thresholds(tmp_path, target):
     assert_counts_agree(run)
     assert run.count() == 100 and run.failures() == 0
     (entry,) = run.precise["entries"]
-    assert (entry["name"], entry["type"]) == ("grpc", "gRPC")
+    assert (entry["name"], entry["type"]) == ("cell-a grpc", "gRPC")  # --target-name
     assert_valid_latencies(entry)
     failed = [line.split(":")[2].split("=")[0].strip() for line in tfsload_lines(run.stderr)]
     assert failed == ["p50_ms", "p95_ms", "p99_ms", "min_rps"]  # fail_ratio 0 held
