@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import psutil
 import pytest
 import requests
 
@@ -289,7 +290,7 @@ def test_web_ui_shows_the_precise_latency_tab(tmp_path, target):
     base = f"http://127.0.0.1:{port}"
     command = locust_command(
         "RestUser", "-H", target["rest"], "--instances-file", target["instances"],
-        "-u", "2", "-r", "2", "--autostart", "--web-host", "127.0.0.1", "--web-port", str(port),
+        "-u", "2", "-r", "2", "--autostart", "--web-port", str(port),
     )  # fmt: skip
     log = open(tmp_path / "locust.log", "w")  # noqa: SIM115 (closed below)
     process = subprocess.Popen(
@@ -314,6 +315,11 @@ def test_web_ui_shows_the_precise_latency_tab(tmp_path, target):
         table = requests.get(f"{base}/precise/csv", timeout=5).text.splitlines()
         assert table[0].startswith("Type,Name,Request Count") and table[1].startswith("POST,rest,")
         assert requests.get(f"{base}/precise", timeout=5).json()[-1]["name"] == "Aggregated"
+        listening = {
+            c.laddr for c in psutil.Process(process.pid).net_connections("tcp")
+            if c.status == psutil.CONN_LISTEN and c.laddr.port == port
+        }  # fmt: skip
+        assert listening == {("127.0.0.1", port)}, "the web UI binds to loopback by default"
     finally:
         process.send_signal(signal.SIGTERM)
         code = process.wait(timeout=60)

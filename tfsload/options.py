@@ -39,6 +39,9 @@ def add_options(parser: Any) -> None:
         env = "LOCUST_" + flag.removeprefix("--").replace("-", "_").upper()
         parser.add_argument(flag, env_var=env, include_in_web_ui=ui, **kwargs)
 
+    # This project binds to loopback unless asked otherwise; Locust's own defaults are all
+    # interfaces. LOCUST_WEB_HOST / --web-host and --master-bind-host still override these.
+    parser.set_defaults(web_host="127.0.0.1", master_bind_host="127.0.0.1")
     option("--model-name", default="model", help="TF Serving model name")
     option("--signature-name", default="serving_default", help="signature to call")
     option("--input-name", default="input_1", help="name of the model's input tensor")
