@@ -63,7 +63,7 @@ WHY = (
     "Why unbatched serving stays below the raw call rate: every request costs the stand-in "
     "Python work besides the TensorFlow call (grpc.aio's per-call machinery, the asyncio "
     "hand-off to the model thread, the request checks, building the response, the metrics), "
-    "about 1 ms of CPU per request on this machine against 2 to 3 ms for the 5-row call "
+    "1 to 1.5 ms of CPU per request on this machine against 2 to 3 ms for the 5-row call "
     "itself; a perf profile of the unbatched server at saturation put about 56% of its CPU in "
     "TensorFlow's kernels and 39% in Python threads. TF Serving does the same work in C++. "
     "With batching, the model call's own overhead is paid once per batch and only the "
