@@ -483,7 +483,7 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=64)
     # On one CPU this model's rows/s peaks around 25-50 rows a call (see the raw sweep), so the
     # tuned max_batch_size is small; TF Serving's guide tunes it to the hardware the same way.
-    parser.add_argument("--max-batch", type=int, default=64)
+    parser.add_argument("--max-batch", type=int, default=32)
     parser.add_argument("--pairs", type=int, default=7)
     parser.add_argument("--seconds", type=float, default=3.0, help="length of each slice")
     parser.add_argument("--warmup", type=float, default=1.0, help="load before a served slice")
