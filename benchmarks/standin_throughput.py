@@ -36,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -60,16 +61,21 @@ GOAL = 0.8
 # What the figures mean; the profile was taken separately (perf record on the server process
 # during a saturated unbatched gRPC run), not by this script.
 WHY = (
-    "Why unbatched serving stays below the raw call rate: every request costs the stand-in "
-    "Python work besides the TensorFlow call (grpc.aio's per-call machinery, the asyncio "
-    "hand-off to the model thread, the request checks, building the response, the metrics), "
-    "1 to 1.5 ms of CPU per request on this machine against 2 to 3 ms for the 5-row call "
-    "itself; a perf profile of the unbatched server at saturation put about 56% of its CPU in "
-    "TensorFlow's kernels and 39% in Python threads. TF Serving does the same work in C++. "
-    "With batching, the model call's own overhead is paid once per batch and only the "
-    "per-request Python work remains, which is why batching on gets close to the raw best. "
-    "Pair ratios spread widely even when no other process ran: the 2 virtual CPUs are "
-    "shared with other machines, so single figures move by 20% or more between runs."
+    "Why the stand-in stays below the raw rates: every request costs it Python work besides "
+    "the TensorFlow call (grpc.aio's per-call machinery, the asyncio hand-off to the model "
+    "thread, the request checks, building the response, the metrics): 1 to 1.5 ms of CPU per "
+    "request on this machine, against 2 to 3 ms for a 5-row call of the model. A perf profile "
+    "of the unbatched server at saturation put about 56% of its CPU in TensorFlow's kernels "
+    "and 39% in Python threads; TF Serving does the same work in C++. Batching pays the model "
+    "call's own overhead once per batch, so only the per-request Python work remains (about "
+    "0.6 ms against about 1.9 ms of model time per 5 rows at the best batch size), which is "
+    "why batching on comes within a few percent of the goal and batching off does not. A "
+    "gRPC server on grpcio's synchronous API, running the model in the handler thread, was "
+    "tried for batching off and served no better (median pair ratio 0.74 for both in the "
+    "same run). Figures move by 20% or more between runs even when no other process runs: "
+    "the 2 virtual CPUs are shared with other machines. On 2026-11-28, six runs of this "
+    "script (some with other settings) gave medians of 0.69 to 0.86 for gRPC batching on and "
+    "0.62 to 0.73 for gRPC batching off."
 )
 # A pair counts only if other processes (or the hypervisor) used at most this share of the
 # server's and the client's CPUs during both of its slices.
@@ -416,7 +422,14 @@ def render(
         + ".",
         "",
     ]
-    return "\n".join(lines)
+    return "\n".join(wrap(line) for line in lines)
+
+
+def wrap(line: str) -> str:
+    """Prose lines wrapped at 100 columns like the rest of the docs; tables and code left be."""
+    if line.startswith(("|", "```", ".venv/")) or len(line) <= 100:
+        return line
+    return textwrap.fill(line, width=100, break_on_hyphens=False, break_long_words=False)
 
 
 def batch_stats(url: str) -> tuple[float, float]:
