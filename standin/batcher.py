@@ -105,6 +105,7 @@ class Batcher:
         self._pool = ThreadPoolExecutor(config.num_batch_threads, config.thread_pool_name)
         self._running: set[asyncio.Task] = set()
         self._timeout = config.batch_timeout_micros / 1e6
+        self._flushing = False
         self._limit = config.max_execution_batch_size
 
     async def submit(self, key: Hashable, inputs: Arrays) -> Arrays:
@@ -185,7 +186,11 @@ class Batcher:
         # The slack covers timers that fire a hair early, which would otherwise strand a batch.
         return len(queue.batches) > 1 or (
             bool(front.tasks)
-            and (front.size >= self._limit or now - front.opened >= self._timeout - _TIMER_SLACK)
+            and (
+                self._flushing
+                or front.size >= self._limit
+                or now - front.opened >= self._timeout - _TIMER_SLACK
+            )
         )
 
     def _dispatch(self) -> None:
@@ -259,11 +264,21 @@ class Batcher:
             start += task.size
         return results
 
+    def flush(self) -> None:
+        """Stop waiting for batches to fill: from now on every batch runs as soon as it can.
+
+        TF Serving's scheduler does the same when its queues close at shutdown, so stopping
+        the server does not sit out ``batch_timeout_micros``.
+        """
+        self._flushing = True
+        self._dispatch()
+
     async def close(self) -> None:
-        """Let queued and running batches finish, then stop the batch threads."""
+        """Run what is queued, wait for running batches, then stop the batch threads."""
+        self.flush()
         while self._running or any(q.batches[0].tasks for q in self._queues.values()):
             if self._running:
                 await asyncio.gather(*self._running, return_exceptions=True)
             else:
-                await asyncio.sleep(max(self._timeout, 0.001))
+                await asyncio.sleep(0.001)
         self._pool.shutdown(wait=True)

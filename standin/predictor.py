@@ -251,6 +251,11 @@ class Predictor:
                 raise ConfigError(f"{path}: warm-up record {index} failed: {exc.message}") from None
         return len(records)
 
+    def flush(self) -> None:
+        """Queued batches run now instead of waiting to fill (shutdown has begun)."""
+        if self._batcher is not None:
+            self._batcher.flush()
+
     async def close(self) -> None:
         """Let queued and running work finish, then stop the worker threads."""
         self.state = "END"

@@ -3,9 +3,9 @@
 Order: flags and config files are checked before TensorFlow is imported (mistakes are reported
 in a fraction of a second); then both ports open with the model in state LOADING, the SavedModel
 loads and warms up on a worker thread, and only then does status say AVAILABLE (and the gRPC
-health service SERVING). SIGTERM or SIGINT stops accepting new calls, lets in-flight ones and
-queued batches finish, and the process exits 0. One log line at start and one at stop carry the
-configuration in force.
+health service SERVING). SIGTERM or SIGINT stops accepting new calls, runs queued batches at
+once, lets in-flight calls finish, and the process exits 0. One log line at start and one at
+stop carry the configuration in force.
 """
 
 from __future__ import annotations
@@ -187,6 +187,7 @@ async def serve(flags: Flags) -> int:
             await stopping
     finally:
         await health.enter_graceful_shutdown()
+        predictor.flush()  # in-flight calls waiting for a batch to fill must not wait it out
         await asyncio.gather(
             grpc_server.stop(SHUTDOWN_GRACE_S) if grpc_server else asyncio.sleep(0),
             rest_runner.cleanup() if rest_runner else asyncio.sleep(0),

@@ -201,6 +201,26 @@ def test_splitting_refuses_what_the_queue_cannot_hold():
     assert "task size is 5 but scheduling capacity is only 4" in error.message
 
 
+def test_flush_runs_a_waiting_batch_without_its_timeout():
+    model = FakeModel()
+
+    async def scenario():
+        batcher = Batcher(config(max_batch_size=100, batch_timeout_micros=600_000_000), model)
+        waiting = asyncio.ensure_future(batcher.submit(KEY, rows(0, 3)))
+        await asyncio.sleep(0.01)
+        assert not model.batches
+        batcher.flush()
+        result = await waiting  # would take ten minutes (and time out) without the flush
+        late = await batcher.submit(KEY, rows(3, 2))  # after a flush nothing waits to fill
+        await batcher.close()
+        return result, late
+
+    result, late = run(scenario())
+    assert [len(b) for b in model.batches] == [3, 2]
+    np.testing.assert_array_equal(late["y"], rows(3, 2)["x"] * 2)
+    assert len(result["y"]) == 3
+
+
 def test_a_cancelled_request_is_left_out_of_its_batch():
     model = FakeModel()
 

@@ -22,10 +22,11 @@ from tests.standin_process import free_port, metric_value, start_standin
 
 WARMUP = Path("assets.extra") / "tf_serving_warmup_requests"
 INPUTS = ":tensorflow:serving:batching_session:input_batch_size_count"
-# Batches wait two seconds to fill, so requests stay in flight long enough to act on them.
+# Batches wait up to a minute to fill: requests stay in flight until the test acts on them
+# (at SIGTERM the stand-in runs queued batches at once, as TF Serving's scheduler does).
 BATCHING = """
 max_batch_size { value: 100 }
-batch_timeout_micros { value: 2000000 }
+batch_timeout_micros { value: 60000000 }
 max_enqueued_batches { value: 10 }
 num_batch_threads { value: 1 }
 """
@@ -101,7 +102,7 @@ def test_ready_after_warm_up_then_serves_and_stops_gracefully(
             assert health.status == health_pb2.HealthCheckResponse.SERVING
             stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
-            # --rest_api_timeout_in_ms: the batch waits 2 s, the REST call gives up at 0.5 s.
+            # --rest_api_timeout_in_ms: the batch would wait a minute; the REST call gives up.
             late = requests.post(
                 f"{server.rest_url}/v1/models/model:predict",
                 json={"instances": instances.tolist()},
@@ -120,7 +121,7 @@ def test_ready_after_warm_up_then_serves_and_stops_gracefully(
                 stub.Predict(predict_request(instances), timeout=60)
             assert refused.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
-            # SIGTERM: no new connections, the two queued calls still complete.
+            # SIGTERM: no new connections; the two queued calls run at once and complete.
             server.process.send_signal(signal.SIGTERM)
             while True:
                 assert time.monotonic() < deadline, server.log()
@@ -130,14 +131,15 @@ def test_ready_after_warm_up_then_serves_and_stops_gracefully(
                     break
                 time.sleep(0.01)
             for call in in_flight:
-                output = tf.make_ndarray(call.result(timeout=60).outputs["output_0"])
+                # Well inside the minute the batch would otherwise have waited.
+                output = tf.make_ndarray(call.result(timeout=40).outputs["output_0"])
                 np.testing.assert_allclose(output, saved_model_outputs(instances), atol=1e-5)
         assert server.process.wait(timeout=60) == 0
         stop_lines = [
             line for line in server.log().splitlines() if " stopped after SIGTERM" in line
         ]
         assert len(stop_lines) == 1
-        assert "batching max_batch_size=100 batch_timeout_micros=2000000" in stop_lines[0]
+        assert "batching max_batch_size=100 batch_timeout_micros=60000000" in stop_lines[0]
         assert "grpc_max_threads=2" in stop_lines[0]
 
 
