@@ -9,7 +9,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -20,14 +19,12 @@ from pathlib import Path
 
 import requests
 
+from tfsload import launch
+from tfsload.launch import free_port
+
+__all__ = ["StandinProcess", "free_port", "metric_value", "start_standin", "wait_available"]
+
 REPO = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    """A port nothing listens on right now (bind to 0 and read it back)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @dataclass
@@ -58,21 +55,6 @@ class StandinProcess:
             self.process.kill()
             self.process.wait()
             raise
-
-
-def _metrics_path(flags: tuple[str, ...]) -> str | None:
-    """The Prometheus path the given flags configure, read the way the server reads it."""
-    config = None
-    for index, flag in enumerate(flags):
-        if flag.startswith("--monitoring_config_file="):
-            config = flag.split("=", 1)[1]
-        elif flag == "--monitoring_config_file" and index + 1 < len(flags):
-            config = flags[index + 1]
-    if not config:
-        return None
-    from standin.config_files import read_metrics_path
-
-    return read_metrics_path(config)
 
 
 def metric_value(metrics_url: str, name: str, **labels: str) -> float:
@@ -120,7 +102,7 @@ def start_standin(
     ``flags`` are passed as they are, after the ports, model name and base path. With
     ``wait=False`` the block starts as soon as the process does (call ``wait_available``).
     """
-    grpc_port, rest_port = free_port(), free_port()
+    grpc_port, rest_port = launch.free_port(), launch.free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log")
     command = [
         sys.executable,
@@ -139,7 +121,7 @@ def start_standin(
         )
     finally:
         os.close(log_fd)
-    metrics_path = _metrics_path(flags)
+    metrics_path = launch.metrics_path(flags, REPO)
     rest_url = f"http://127.0.0.1:{rest_port}"
     server = StandinProcess(
         process=process,

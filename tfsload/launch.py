@@ -9,7 +9,6 @@ terminal reaches only the runner, which then stops everything in order.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import socket
 import subprocess
@@ -20,12 +19,13 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from standin.config_files import read_metrics_path
+from tfsload.errors import ConfigError
 from tfsload.experiment import ExperimentTarget, Model
 from tfsload.probe import ServerInfo, model_status
 from tfsload.targets import Target
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 30.0
 
@@ -52,28 +52,30 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _flag_value(flags: tuple[str, ...], name: str) -> str | None:
+def flag_value(flags: tuple[str, ...], name: str) -> str | None:
+    """The value of ``name`` in ``flags`` (``--name=value`` or ``--name value``), last one wins."""
+    value = None
     for i, flag in enumerate(flags):
         if flag.startswith(name + "="):
-            return flag.split("=", 1)[1]
-        if flag == name and i + 1 < len(flags):
-            return flags[i + 1]
-    return None
+            value = flag.split("=", 1)[1]
+        elif flag == name and i + 1 < len(flags):
+            value = flags[i + 1]
+    return value
 
 
 def metrics_path(flags: tuple[str, ...], cwd: Path) -> str | None:
-    """The Prometheus path a server started with ``flags`` serves, or None without monitoring."""
-    config = _flag_value(flags, "--monitoring_config_file")
+    """The Prometheus path a server started with ``flags`` serves, or None without monitoring.
+
+    Read with the stand-in's own parser of the monitoring config (protobuf only, no
+    TensorFlow), so the runner and the server can never disagree about it.
+    """
+    config = flag_value(flags, "--monitoring_config_file")
     if config is None:
         return None
     try:
-        text = (cwd / config).read_text()
-    except OSError:
+        return read_metrics_path(str(cwd / config))
+    except ConfigError:
         return None  # the server itself will refuse to start and say why
-    if not re.search(r"enable\s*:\s*true", text):
-        return None
-    match = re.search(r'path\s*:\s*"([^"]+)"', text)
-    return match.group(1) if match else DEFAULT_METRICS_PATH
 
 
 def _log_tail(path: Path, lines: int = 5) -> str:
