@@ -7,7 +7,6 @@ an interrupted export leaves nothing that looks like a model.
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
@@ -18,6 +17,7 @@ import numpy as np
 
 from model_export import INPUT_NAME, MAXLEN, OUTPUT_NAME, SIGNATURE_NAME, ExportError
 from model_export.data import Dataset
+from tfsload.files import write_json_atomic
 
 N_INSTANCES = 5
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
@@ -31,20 +31,6 @@ class ExportResult:
     instances_path: Path
     metadata: dict
     model: object
-
-
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON through a temporary file and rename, so readers never see a partial file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o644)
-        with os.fdopen(fd, "w") as f:
-            json.dump(payload, f, indent=1)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def prepare_target(out: Path, model_name: str, version: int, force: bool) -> tuple[Path, Path]:
