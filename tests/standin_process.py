@@ -10,7 +10,6 @@ import contextlib
 import os
 import signal
 import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -104,16 +103,7 @@ def start_standin(
     """
     grpc_port, rest_port = launch.free_port(), launch.free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log")
-    command = [
-        sys.executable,
-        "-m",
-        "standin",
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_name={model_name}",
-        f"--model_base_path={model_base_path}",
-        *flags,
-    ]
+    command = launch.standin_command(grpc_port, rest_port, model_name, model_base_path, flags)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
     try:
         process = subprocess.Popen(

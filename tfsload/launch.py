@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -28,6 +28,22 @@ from tfsload.targets import Target
 REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 30.0
+
+
+def standin_command(
+    grpc_port: int, rest_port: int, model_name: str, base_path: str | Path, flags: Sequence[str]
+) -> list[str]:
+    """``python -m standin`` on these ports and model, then ``flags`` as they are."""
+    return [
+        sys.executable,
+        "-m",
+        "standin",
+        f"--port={grpc_port}",
+        f"--rest_api_port={rest_port}",
+        f"--model_name={model_name}",
+        f"--model_base_path={base_path}",
+        *flags,
+    ]
 
 
 class LaunchError(Exception):
@@ -102,16 +118,7 @@ def start_standin(
     rest_port = _port_of(et.target.rest or "") or free_port()
     grpc_port = _port_of(et.target.grpc or "") or free_port()
     flags = et.launch.flags if et.launch else ()
-    command = [
-        sys.executable,
-        "-m",
-        "standin",
-        f"--port={grpc_port}",
-        f"--rest_api_port={rest_port}",
-        f"--model_name={model.name}",
-        f"--model_base_path={model.base_path}",
-        *flags,
-    ]
+    command = standin_command(grpc_port, rest_port, model.name, model.base_path, flags)
     rest = f"http://127.0.0.1:{rest_port}"
     path = metrics_path(flags, cwd)
     target = replace(
