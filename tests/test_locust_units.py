@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tfsload import protos
+from tfsload import protos, validate
 from tfsload.arrival import ArrivalSchedule, Lateness, arrival_summary
 from tfsload.errors import ConfigError
 from tfsload.options import settings_from
@@ -299,6 +299,25 @@ def test_grpc_replies_are_checked_like_rest_answers():
         "invalid response: row 0 does not sum to 1"
     )
     assert str(grpc_reply_failure(b"\xff\xff", 5)) == "invalid response: not a PredictResponse"
+
+
+def test_answers_known_valid_by_their_bytes_are_still_checked_for_rows_and_status(monkeypatch):
+    monkeypatch.setattr(validate, "_known_valid", set())
+    good = predict_response(np.array([[0.25, 0.75]] * 5))
+    assert grpc_reply_failure(good, 5) is None
+    assert grpc_reply_failure(good, 5) is None  # recognised
+    assert str(grpc_reply_failure(good, 4)) == "invalid response: expected 4 rows, got 5"
+    wrong = predict_response(np.array([[0.5, 0.6]] * 5))
+    for _ in range(2):  # a failure is never remembered
+        assert str(grpc_reply_failure(wrong, 5)) == "invalid response: row 0 does not sum to 1"
+    ok = json.dumps({"predictions": ROWS}).encode()
+    assert rest_failure(200, ok, 5) is None
+    assert str(rest_failure(500, ok, 5)) == "HTTP 500"  # the status is part of what is known
+    # Full: new answers are checked every time and the set stops growing.
+    monkeypatch.setattr(validate, "MAX_KNOWN_VALID", len(validate._known_valid))
+    other = predict_response(np.array([[0.5, 0.5]] * 5))
+    assert grpc_reply_failure(other, 5) is None
+    assert ("grpc", other, 5) not in validate._known_valid
 
 
 # --- payload and options ----------------------------------------------------------------------
