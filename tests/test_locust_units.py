@@ -313,9 +313,13 @@ def test_answers_known_valid_by_their_bytes_are_still_checked_for_rows_and_statu
     ok = json.dumps({"predictions": ROWS}).encode()
     assert rest_failure(200, ok, 5) is None
     assert str(rest_failure(500, ok, 5)) == "HTTP 500"  # the status is part of what is known
-    # Full: new answers are checked every time and the set stops growing.
-    monkeypatch.setattr(validate, "MAX_KNOWN_VALID", len(validate._known_valid))
+    # Too large to keep, or the set is full: checked every time, and the set stops growing.
     other = predict_response(np.array([[0.5, 0.5]] * 5))
+    monkeypatch.setattr(validate, "MAX_KNOWN_BYTES", len(other) - 1)
+    assert grpc_reply_failure(other, 5) is None
+    assert ("grpc", other, 5) not in validate._known_valid
+    monkeypatch.setattr(validate, "MAX_KNOWN_BYTES", len(other))
+    monkeypatch.setattr(validate, "MAX_KNOWN_VALID", len(validate._known_valid))
     assert grpc_reply_failure(other, 5) is None
     assert ("grpc", other, 5) not in validate._known_valid
 

@@ -19,9 +19,11 @@ from tfsload import protos
 CLASSES = 2  # the model answers two class probabilities per row
 TOLERANCE = 1e-3  # rows must sum to 1 within this
 MAX_DETAIL = 100
-# Answers already found valid, by their exact bytes (see ``_known_valid``); bounded, so a server
-# whose answers all differ costs a set lookup per answer and no memory growth.
+# Answers already found valid, by their exact bytes (see ``rest_failure``). Bounded in number and
+# in size (larger answers are checked every time): a server whose answers all differ costs a set
+# lookup per answer and at most 16 MiB.
 MAX_KNOWN_VALID = 256
+MAX_KNOWN_BYTES = 64 * 1024
 _known_valid: set[tuple] = set()
 
 
@@ -66,8 +68,14 @@ def _invalid(problem: str | None) -> RequestFailure | None:
     return RequestFailure(f"invalid response: {problem}") if problem else None
 
 
-def _remember(key: tuple, failure: RequestFailure | None) -> RequestFailure | None:
-    if failure is None and len(_known_valid) < MAX_KNOWN_VALID:
+def _remember(
+    key: tuple, answer: bytes | None, failure: RequestFailure | None
+) -> RequestFailure | None:
+    if (
+        failure is None
+        and len(_known_valid) < MAX_KNOWN_VALID
+        and len(answer or b"") <= MAX_KNOWN_BYTES
+    ):
         _known_valid.add(key)
     return failure
 
@@ -82,7 +90,7 @@ def rest_failure(status: int, body: bytes | None, rows: int) -> RequestFailure |
     key = ("rest", status, body, rows)
     if key in _known_valid:
         return None
-    return _remember(key, _rest_failure(status, body, rows))
+    return _remember(key, body, _rest_failure(status, body, rows))
 
 
 def _rest_failure(status: int, body: bytes | None, rows: int) -> RequestFailure | None:
@@ -139,7 +147,7 @@ def grpc_reply_failure(reply: bytes, rows: int) -> RequestFailure | None:
     key = ("grpc", reply, rows)
     if key in _known_valid:
         return None
-    return _remember(key, _grpc_reply_failure(reply, rows))
+    return _remember(key, reply, _grpc_reply_failure(reply, rows))
 
 
 def _grpc_reply_failure(reply: bytes, rows: int) -> RequestFailure | None:
