@@ -19,15 +19,10 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 DEFAULT_PATH = Path(__file__).parent / "_generated" / "tfserving_descriptors.binpb"
 
-# The API files whose messages the client sends or reads; their imports come along.
-API_MODULES = (
-    "tensorflow_serving.apis.prediction_service_pb2",
-    "tensorflow_serving.apis.model_service_pb2",
-)
+# The API file whose messages the client sends or reads; its imports come along.
+API_MODULES = ("tensorflow_serving.apis.prediction_service_pb2",)
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
-METADATA_METHOD = "/tensorflow.serving.PredictionService/GetModelMetadata"
-STATUS_METHOD = "/tensorflow.serving.ModelService/GetModelStatus"
 
 
 def build(path: Path) -> int:
@@ -64,10 +59,6 @@ class Messages:
     PredictRequest: type
     PredictResponse: type
     TensorProto: type
-    GetModelMetadataRequest: type
-    GetModelMetadataResponse: type
-    GetModelStatusRequest: type
-    GetModelStatusResponse: type
 
 
 @cache

@@ -52,10 +52,6 @@ class RequestBudget:
         return max(self.completed - self.warmup, 0)
 
     @property
-    def measuring(self) -> bool:
-        return self.measured_start is not None
-
-    @property
     def done(self) -> bool:
         return bool(self.count) and self.measured >= self.count
 
