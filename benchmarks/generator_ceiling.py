@@ -111,21 +111,12 @@ async def serve_rest(port: int) -> None:
 async def serve_grpc(port: int) -> None:
     """Null gRPC server: a canned PredictResponse for every Predict, no parsing."""
     import grpc
-    import numpy as np
 
     from tfsload import protos
+    from tfsload.payload import tensor_proto
 
-    messages = protos.load()
-    response = messages.PredictResponse()
-    tensor = response.outputs["output_0"]
-    tensor.dtype = (
-        messages.TensorProto.DESCRIPTOR.fields_by_name["dtype"]
-        .enum_type.values_by_name["DT_FLOAT"]
-        .number
-    )
-    for size in (5, 2):
-        tensor.tensor_shape.dim.add().size = size
-    tensor.tensor_content = np.array([[0.3, 0.7]] * 5, dtype="<f4").tobytes()
+    response = protos.load().PredictResponse()
+    response.outputs["output_0"].CopyFrom(tensor_proto([[0.3, 0.7]] * 5, "DT_FLOAT"))
     canned = response.SerializeToString()
 
     async def predict(_request: bytes, _context) -> bytes:

@@ -50,6 +50,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from tfsload import protos  # noqa: E402 - needs REPO on the path
+from tfsload.payload import Payload, build_payload, tensor_proto  # noqa: E402
+
 SECTION = "## Stand-in throughput"
 RAW_SIZES = (1, 5, 25, 50, 100, 200, 320, 500)
 CASES = ("gRPC, batching on", "REST, batching on", "gRPC, batching off", "REST, batching off")
@@ -109,6 +112,22 @@ def pinned(cpus: set[int]):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
+def child(cpus: set[int], what: str, *argv: str) -> subprocess.Popen:
+    """Run this script in mode ``argv`` on ``cpus``; returns once it prints ``ready``."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, *argv],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        preexec_fn=pinned(cpus),
+    )
+    if process.stdout.readline().strip() != "ready":
+        process.kill()
+        raise SystemExit(f"{what} process did not start")
+    return process
+
+
 def busy_seconds(cpus: set[int]) -> float:
     """CPU time spent (by anyone, including the hypervisor's steal) on ``cpus``: /proc/stat."""
     ticks = 0
@@ -166,16 +185,7 @@ class RawModel:
 
     def __init__(self, model_dir: Path, cpus: set[int], threads: int) -> None:
         self.cpus = cpus
-        self._process = subprocess.Popen(
-            [sys.executable, __file__, "raw", str(model_dir), str(threads)],
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL,
-            text=True,
-            preexec_fn=pinned(cpus),
-        )
-        if self._process.stdout.readline().strip() != "ready":
-            raise SystemExit("the raw baseline process did not start")
+        self._process = child(cpus, "the raw baseline", "raw", str(model_dir), str(threads))
 
     def measure(self, size: int, seconds: float) -> dict[str, float]:
         """Rows/s and rows per CPU-second at ``size``, and the share of the CPUs others used."""
@@ -312,14 +322,9 @@ def floor_worker(port: int, hold: float) -> None:
     from concurrent.futures import ThreadPoolExecutor
 
     import grpc
-    from tensorflow_serving.apis import predict_pb2
 
-    response = predict_pb2.PredictResponse()
-    output = response.outputs["output_0"]
-    output.dtype = 1  # DT_FLOAT
-    for size in (5, 2):
-        output.tensor_shape.dim.add().size = size
-    output.float_val.extend([0.5] * 10)
+    response = protos.load().PredictResponse()
+    response.outputs["output_0"].CopyFrom(tensor_proto([[0.5, 0.5]] * 5, "DT_FLOAT"))
     answer = response.SerializeToString()
     block = bytes(1 << 20)
     start = time.thread_time()
@@ -373,19 +378,13 @@ def held_seconds(target: str) -> float:
         return json.loads(channel.unary_unary(FLOOR_HELD)(b"", timeout=30))
 
 
-def transport_floor(cpus: set[int], hold: float, rows, args: argparse.Namespace) -> dict:
+def transport_floor(
+    cpus: set[int], hold: float, payload: Payload, args: argparse.Namespace
+) -> dict:
     """Server CPU per request beyond the held work, over ``args.pairs`` slices (median)."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, __file__, "floor", str(port), str(hold)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-        preexec_fn=pinned(cpus),
-    )
+    process = child(cpus, "the transport-floor server", "floor", str(port), str(hold))
     try:
-        if process.stdout.readline().strip() != "ready":
-            raise SystemExit("the transport-floor server did not start")
         server = FloorServer(
             f"127.0.0.1:{port}",
             "",
@@ -393,11 +392,11 @@ def transport_floor(cpus: set[int], hold: float, rows, args: argparse.Namespace)
             frozenset(cpus),
             frozenset(os.sched_getaffinity(0)),
         )
-        asyncio.run(load_grpc(server, rows, args.concurrency, 0, args.seconds))
+        asyncio.run(load_grpc(server, payload, args.concurrency, 0, args.seconds))
         slices = []
         for _ in range(args.pairs):
             rate, _, (start, end) = asyncio.run(
-                load_grpc(server, rows, args.concurrency, args.warmup, args.seconds)
+                load_grpc(server, payload, args.concurrency, args.warmup, args.seconds)
             )
             transport_cpu = (end[1] - start[1]) - (end[-1] - start[-1])
             slices.append(transport_cpu / max(rate * args.seconds, 1))
@@ -443,25 +442,17 @@ async def _drive(
     return done / seconds, failed, marks
 
 
-async def load_grpc(server: Server, rows, concurrency: int, warmup: float, seconds: float):
+async def load_grpc(
+    server: Server, payload: Payload, concurrency: int, warmup: float, seconds: float
+):
     import grpc
-    import numpy as np
-    from tensorflow_serving.apis import predict_pb2
 
-    request = predict_pb2.PredictRequest()
-    request.model_spec.name = "model"
-    tensor = request.inputs["input_1"]
-    tensor.dtype = 3  # DT_INT32
-    for size in rows.shape:
-        tensor.tensor_shape.dim.add().size = size
-    tensor.tensor_content = np.ascontiguousarray(rows, dtype=np.int32).tobytes()
-    payload = request.SerializeToString()
     async with grpc.aio.insecure_channel(server.target) as channel:
         call = channel.unary_unary(PREDICT)  # bytes in, bytes out: the client stays cheap
 
         async def send() -> bool:
             try:
-                await call(payload, timeout=60)
+                await call(payload.grpc_request, timeout=60)
                 return True
             except grpc.aio.AioRpcError:
                 return False
@@ -469,16 +460,17 @@ async def load_grpc(server: Server, rows, concurrency: int, warmup: float, secon
         return await _drive(send, concurrency, warmup, seconds, server.snapshot)
 
 
-async def load_rest(server: Server, rows, concurrency: int, warmup: float, seconds: float):
+async def load_rest(
+    server: Server, payload: Payload, concurrency: int, warmup: float, seconds: float
+):
     import aiohttp
 
-    body = json.dumps({"instances": rows.tolist()}).encode()
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector) as session:
-        target = f"{server.url}/v1/models/model:predict"
+        target = f"{server.url}{payload.rest_path}"
 
         async def send() -> bool:
-            async with session.post(target, data=body) as response:
+            async with session.post(target, data=payload.rest_body) as response:
                 await response.read()
                 return response.status == 200
 
@@ -608,19 +600,19 @@ def batch_stats(url: str) -> tuple[float, float]:
     return values.get(BATCH_ROWS + "_sum", 0.0), values.get(BATCH_ROWS + "_count", 0.0)
 
 
-def serve(case: str, server: Server, rows, args: argparse.Namespace) -> dict:
+def serve(case: str, server: Server, payload: Payload, args: argparse.Namespace) -> dict:
     """One served slice: rows/s, rows per server CPU-second, failures, mean batch size."""
     load = load_grpc if case.startswith("gRPC") else load_rest
     batching = case.endswith("batching on")
     before = batch_stats(server.url) if batching else None
     rate, failed, (start, end) = asyncio.run(
-        load(server, rows, args.concurrency, args.warmup, args.seconds)
+        load(server, payload, args.concurrency, args.warmup, args.seconds)
     )
     wall = end[0] - start[0]
     server_cpu = end[1] - start[1]
     foreign_server = (end[2] - start[2] - server_cpu) / (wall * len(server.cpus))
     foreign_client = (end[4] - start[4] - (end[3] - start[3])) / (wall * len(server.client_cpus))
-    served_rows = rate * len(rows)
+    served_rows = rate * payload.rows
     result = {
         "rows_per_s": served_rows,
         "rows_per_cpu_s": served_rows * args.seconds / max(server_cpu, 1e-9),
@@ -673,10 +665,11 @@ def main() -> None:
     server_cpus, client_cpus = cpu_list(args.server_cpus), cpu_list(args.client_cpus)
     args.threads = args.threads or len(server_cpus)
     os.sched_setaffinity(0, client_cpus)
-    import numpy as np
     import tensorflow as tf
 
-    rows = np.array(json.loads((args.model_dir / "instances.json").read_text()), dtype=np.int32)
+    payload = build_payload(
+        args.model_dir / "instances.json", "model", "serving_default", "input_1"
+    )
     facts = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
@@ -692,7 +685,7 @@ def main() -> None:
         # three best sizes each time and take the best.
         best_sizes = sorted(sweep, key=lambda size: sweep[size]["wall"])[-3:]
         print("raw rows/s " + json.dumps({k: round(v["wall"]) for k, v in sweep.items()}))
-        floor = transport_floor(server_cpus, 5 / sweep[5]["wall"], rows, args)
+        floor = transport_floor(server_cpus, 5 / sweep[5]["wall"], payload, args)
         print(f"transport floor: {1e6 * floor['cpu_per_request']:.0f} us CPU per request")
         results: dict[str, list] = {}
         discarded: dict[str, int] = {}
@@ -703,7 +696,7 @@ def main() -> None:
             # First calls of new batch shapes are slow (kernel set-up); keep that out.
             for server in (batched, unbatched):
                 for load in (load_grpc, load_rest):
-                    asyncio.run(load(server, rows, args.concurrency, 0, 2 * args.seconds))
+                    asyncio.run(load(server, payload, args.concurrency, 0, 2 * args.seconds))
             for case in CASES:
                 batching_on = case.endswith("batching on")
                 server = batched if batching_on else unbatched
@@ -715,7 +708,7 @@ def main() -> None:
                         baseline["foreign"] = max(c["foreign"] for c in candidates)
                     else:
                         baseline = raw.measure(5, args.seconds)
-                    served = serve(case, server, rows, args)
+                    served = serve(case, server, payload, args)
                     foreign = max(baseline["foreign"], served["foreign"])
                     (clean if foreign <= MAX_FOREIGN else noisy).append((baseline, served))
                     ratio = served["rows_per_s"] / baseline["wall"]

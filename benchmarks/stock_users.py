@@ -20,7 +20,7 @@ from locust.contrib.fasthttp import FastHttpUser
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tfsload import protos  # message classes without TensorFlow
-from tfsload.payload import int32_tensor
+from tfsload.payload import tensor_proto
 
 grpc.experimental.gevent.init_gevent()
 
@@ -30,7 +30,7 @@ MESSAGES = protos.load()
 REQUEST = MESSAGES.PredictRequest()
 REQUEST.model_spec.name = "model"
 REQUEST.model_spec.signature_name = "serving_default"
-REQUEST.inputs["input_1"].CopyFrom(int32_tensor(ROWS))
+REQUEST.inputs["input_1"].CopyFrom(tensor_proto(ROWS))
 
 
 class StockRestUser(FastHttpUser):

@@ -18,7 +18,7 @@ from tfsload import protos, validate
 from tfsload.arrival import ArrivalSchedule, Lateness, arrival_summary
 from tfsload.errors import ConfigError
 from tfsload.options import settings_from
-from tfsload.payload import Payload, build_payload
+from tfsload.payload import Payload, build_payload, tensor_proto
 from tfsload.precise import HIGHEST_US, PreciseStats, add_values, new_histogram
 from tfsload.request_count import Completion, RequestBudget, split_evenly
 from tfsload.results import build_results, csv_text, exit_code, summary_text
@@ -273,19 +273,11 @@ def test_grpc_failures_are_one_row_per_code():
 
 
 def predict_response(values: np.ndarray, as_content: bool = True) -> bytes:
-    messages = protos.load()
-    response = messages.PredictResponse()
+    response = protos.load().PredictResponse()
     tensor = response.outputs["output_0"]
-    tensor.dtype = (
-        messages.TensorProto.DESCRIPTOR.fields_by_name["dtype"]
-        .enum_type.values_by_name["DT_FLOAT"]
-        .number
-    )
-    for size in values.shape:
-        tensor.tensor_shape.dim.add().size = size
-    if as_content:
-        tensor.tensor_content = values.astype("<f4").tobytes()
-    else:
+    tensor.CopyFrom(tensor_proto(values, "DT_FLOAT"))
+    if not as_content:  # the typed field instead, as TF Serving answers by default
+        tensor.ClearField("tensor_content")
         tensor.float_val.extend(values.ravel().tolist())
     return response.SerializeToString()
 

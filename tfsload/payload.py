@@ -17,6 +17,7 @@ from tfsload import protos
 from tfsload.errors import ConfigError
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+NUMPY_TYPES = {"DT_INT32": "<i4", "DT_FLOAT": "<f4"}  # little-endian, as TensorFlow writes
 
 
 @dataclass(frozen=True)
@@ -51,15 +52,15 @@ def read_instances(path: Path) -> list[list[int]]:
     return data
 
 
-def int32_tensor(rows: list[list[int]]):
-    """An int32 TensorProto of shape [len(rows), len(rows[0])], as tf.make_tensor_proto makes it."""
-    messages = protos.load()
-    tensor = messages.TensorProto()
-    dtype = messages.TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
-    tensor.dtype = dtype.values_by_name["DT_INT32"].number
-    for size in (len(rows), len(rows[0])):
+def tensor_proto(values, dtype: str = "DT_INT32"):
+    """A TensorProto of ``values`` (nested lists or an array) in ``tensor_content``, as
+    tf.make_tensor_proto makes it; ``dtype`` is ``DT_INT32`` or ``DT_FLOAT``."""
+    array = np.asarray(values, dtype=NUMPY_TYPES[dtype])
+    tensor = protos.load().TensorProto()
+    tensor.dtype = protos.dtype_number(dtype)
+    for size in array.shape:
         tensor.tensor_shape.dim.add().size = size
-    tensor.tensor_content = np.asarray(rows, dtype="<i4").tobytes()
+    tensor.tensor_content = array.tobytes()
     return tensor
 
 
@@ -76,7 +77,7 @@ def build_payload(
     request = messages.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
-    request.inputs[input_name].CopyFrom(int32_tensor(rows))
+    request.inputs[input_name].CopyFrom(tensor_proto(rows))
     return Payload(
         rows=len(rows),
         rest_path=f"/v1/models/{quote(model_name, safe='')}:predict",

@@ -88,6 +88,13 @@ def load(path: Path = DEFAULT_PATH) -> Messages:
     )
 
 
+@cache
+def dtype_number(name: str) -> int:
+    """The DataType enum value of ``name`` (``"DT_FLOAT"`` ...), from the loaded descriptors."""
+    dtypes = load().TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
+    return dtypes.values_by_name[name].number
+
+
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "build":
         print("usage: python -m tfsload.protos build PATH", file=sys.stderr)

@@ -9,7 +9,6 @@ answer. Addresses, ipv4/ipv6 variants and measured numbers stay out of it.
 from __future__ import annotations
 
 import json
-from functools import cache
 
 import numpy as np
 from google.protobuf.message import DecodeError
@@ -107,19 +106,13 @@ def _rest_failure(status: int, body: bytes | None, rows: int) -> RequestFailure 
     return _invalid(check_rows(document["predictions"], rows))
 
 
-@cache
-def _dtype(name: str) -> int:
-    dtypes = protos.load().TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
-    return dtypes.values_by_name[name].number
-
-
 def tensor_rows(tensor) -> list | None:
     """A 2-D float TensorProto as nested lists, or None if it is not one.
 
     Plain lists rather than numpy arrays for the typed field: an answer holds a few values, and
     for so few numpy's per-call overhead would be most of the cost of every check.
     """
-    if tensor.dtype != _dtype("DT_FLOAT"):
+    if tensor.dtype != protos.dtype_number("DT_FLOAT"):
         return None
     shape = [dim.size for dim in tensor.tensor_shape.dim]
     if len(shape) != 2:
