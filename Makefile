@@ -1,26 +1,23 @@
 # The two commands a newcomer needs: `make demo` (the main job on the embedded stand-in) and
-# `make test`. Both set up everything from a bare Python 3.11 + pip + make + gcc machine.
+# `make test`. Both set up everything from a bare Python 3.11 + pip + make + gcc machine:
+# a virtual environment with this project installed in it (editable, with the stand-in and dev
+# extras), so the `tfsload` command and `locust -f "$(tfsload locustfile)"` work as for users.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-DESCRIPTORS := tfsload/_generated/tfserving_descriptors.binpb
 MODEL_DIR := models
 MODEL_NAME := model
 
 .PHONY: setup demo test lint export clean
 
-setup: $(STAMP) $(DESCRIPTORS)
+setup: $(STAMP)
 
-$(STAMP): requirements.txt requirements-client.txt requirements-dev.txt
+$(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -r requirements-dev.txt
+	$(PY) -m pip install --quiet -e ".[standin,dev]"
 	touch $@
-
-# Protobuf descriptors of TF Serving's API, so Locust processes need no TensorFlow import.
-$(DESCRIPTORS): $(STAMP) tfsload/protos.py
-	$(PY) -m tfsload.protos build $@
 
 # Exports the model once; `make export` again leaves an existing version alone.
 $(MODEL_DIR)/$(MODEL_NAME)/instances.json: | setup
@@ -33,7 +30,7 @@ export: $(MODEL_DIR)/$(MODEL_NAME)/instances.json
 # a saturated load generator) is a finding shown in the report, not a failed demo.
 DEMO := configs/experiments/demo.toml
 demo: setup export
-	$(PY) -m tfsload run $(DEMO) || [ $$? -eq 3 ]
+	$(VENV)/bin/tfsload run $(DEMO) || [ $$? -eq 3 ]
 
 test: setup
 	$(PY) -m ruff check .
@@ -45,4 +42,4 @@ lint: setup
 	$(PY) -m ruff format .
 
 clean:
-	rm -rf $(VENV) tfsload/_generated .pytest_cache .ruff_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache build *.egg-info

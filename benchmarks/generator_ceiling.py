@@ -112,8 +112,8 @@ async def serve_grpc(port: int) -> None:
     """Null gRPC server: a canned PredictResponse for every Predict, no parsing."""
     import grpc
 
-    from tfsload import protos
-    from tfsload.payload import tensor_proto
+    from tfsload.core import protos
+    from tfsload.generator.payload import tensor_proto
 
     response = protos.load().PredictResponse()
     response.outputs["output_0"].CopyFrom(tensor_proto([[0.3, 0.7]] * 5, "DT_FLOAT"))

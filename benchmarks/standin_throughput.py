@@ -51,7 +51,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from tfsload import protos  # noqa: E402 - needs REPO on the path
-from tfsload.payload import Payload, build_payload, tensor_proto  # noqa: E402
+from tfsload.generator.payload import Payload, build_payload, tensor_proto  # noqa: E402
 
 SECTION = "## Stand-in throughput"
 RAW_SIZES = (1, 5, 25, 50, 100, 200, 320, 500)

@@ -20,7 +20,7 @@ from locust.contrib.fasthttp import FastHttpUser
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tfsload import protos  # message classes without TensorFlow
-from tfsload.payload import tensor_proto
+from tfsload.generator.payload import tensor_proto
 
 grpc.experimental.gevent.init_gevent()
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from model_export import INPUT_NAME, MAXLEN, OUTPUT_NAME, SIGNATURE_NAME, ExportError
 from model_export.data import Dataset
-from tfsload.files import write_json_atomic
+from tfsload.core.files import write_json_atomic
 
 N_INSTANCES = 5
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"

@@ -25,7 +25,7 @@ from google.protobuf import (
     wrappers_pb2,
 )
 
-from tfsload.errors import ConfigError
+from tfsload.core.errors import ConfigError
 
 DEFAULT_METRICS_PATH = "/monitoring/prometheus/metrics"
 

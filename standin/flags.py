@@ -12,7 +12,7 @@ import argparse
 import os
 from dataclasses import dataclass
 
-from tfsload.errors import ConfigError
+from tfsload.core.errors import ConfigError
 
 # Flags TF Serving has that make no difference to a single-model, load-once stand-in: accepted
 # so the same command lines work, and named in the start-up log as ignored.

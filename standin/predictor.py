@@ -25,7 +25,7 @@ from standin.metrics import Metrics
 from standin.servable import DEFAULT_SIGNATURE, Servable, Signature
 from standin.status import ServingError, invalid, not_found
 from standin.tensors import dtype_name, to_ndarray
-from tfsload.errors import ConfigError
+from tfsload.core.errors import ConfigError
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000

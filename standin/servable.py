@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from standin.status import ServingError, code_from_number, invalid
-from tfsload.errors import ConfigError
+from tfsload.core.errors import ConfigError
 
 SAVED_MODEL_TAG = "serve"
 DEFAULT_SIGNATURE = "serving_default"

@@ -21,7 +21,7 @@ from standin import BANNER, SERVER_HEADER
 from standin.config_files import BatchingConfig, read_batching, read_metrics_path
 from standin.flags import IGNORED_FLAGS, Flags
 from standin.servable import find_version
-from tfsload.errors import ConfigError
+from tfsload.core.errors import ConfigError
 
 log = logging.getLogger("standin")
 

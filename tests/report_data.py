@@ -1,8 +1,8 @@
 """Results directories laid out exactly as the runner writes them, for report and compare tests.
 
-Latencies go through the real precise-statistics code (``tfsload.precise``), and metrics pages
-are written in TF Serving's exposition format, so reports are built from realistic raw files
-without starting servers. End-to-end runs are covered in test_runner_e2e.py.
+Latencies go through the real precise-statistics code (``tfsload.generator.precise``), and
+metrics pages are written in TF Serving's exposition format, so reports are built from realistic
+raw files without starting servers. End-to-end runs are covered in test_runner_e2e.py.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tfsload.precise import PreciseStats
+from tfsload.generator.precise import PreciseStats
 
 ROWS = 5
 

@@ -6,8 +6,8 @@ import json
 
 from tests.conftest import run_cli
 from tests.report_data import FakeCell, latencies, make_results
-from tfsload.compare import compare
 from tfsload.report import write_report
+from tfsload.report.compare import compare
 
 
 def run_dirs(tmp_path, new_median_ms: float = 3.0, new_wall: float = 10.0, **new_cell):

@@ -29,8 +29,8 @@ from ruamel.yaml import YAML
 from standin.config_files import read_batching, read_metrics_path
 from tests.conftest import REPO
 from tests.standin_process import start_standin
-from tfsload.protos import DEFAULT_PATH as DESCRIPTORS_PATH
-from tfsload.targets import load_targets
+from tfsload.core.protos import DEFAULT_PATH as DESCRIPTORS_PATH
+from tfsload.core.targets import load_targets
 
 COMPOSE_FILES = sorted(REPO.glob("compose*.yaml"))
 COMPOSE = REPO / "compose.yaml"
@@ -494,10 +494,10 @@ def test_the_locust_image_gets_the_descriptors_its_stage_builds(image_build, ser
     built = [
         workdir / argv[-1]
         for workdir, argv in builder.runs
-        if argv[:4] == ["python", "-m", "tfsload.protos", "build"]
+        if argv[:4] == ["python", "-m", "tfsload.core.protos", "build"]
     ]
     assert built == [source]
-    # The locustfile imports tfsload from the folder above its own; tfsload/protos.py looks for
+    # The locustfile imports tfsload from the folder above its own; tfsload/core/protos.py looks for
     # the descriptors inside that package.
     locustfile = services["locust-master"]["environment"]["LOCUST_LOCUSTFILE"]
     package_root = final.at(locustfile).parents[1]

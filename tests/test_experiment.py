@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tfsload.errors import ConfigError
-from tfsload.experiment import load_experiment, parse_duration
+from tfsload.core.errors import ConfigError
+from tfsload.orchestrate.experiment import load_experiment, parse_duration
 
 VALID = """
 name = "tiny"
@@ -67,13 +67,29 @@ def test_valid_experiment_builds_the_matrix(tmp_path):
     assert exp.model.base_path == (tmp_path / "models" / "model").resolve()
     assert exp.load.requests == 100 and exp.load.duration is None
     assert exp.load.time_limit_s == 600  # the default safety cap, 10m
-    assert exp.thresholds.locust_args() == [
-        "--check-p99-ms",
-        "250.0",
-        "--check-fail-ratio",
-        "0.01",
-        "--fail-on-saturation",
+    assert [(t.check, t.limit) for t in exp.checks.thresholds] == [
+        ("p99_ms", 250.0),
+        ("fail_ratio", 0.01),
     ]
+    spec = exp.spec()
+    assert (spec.load.users, spec.load.spawn_rate, spec.load.request_count) == (4, 4.0, 100)
+    assert spec.load.warmup_requests == 10 and spec.load.run_time_s == 600
+    assert spec.workload.instances_file == str(tmp_path / "models" / "model" / "instances.json")
+
+
+def test_thresholds_mean_what_the_locust_options_mean(tmp_path):
+    """[thresholds] and --check-* are one setting each: the same checks by construction."""
+    from types import SimpleNamespace
+
+    from tfsload.core.run_spec import option_fields
+    from tfsload.generator.options import dest, spec_from_options
+
+    exp = load_experiment(write(tmp_path, VALID))
+    values = {dest(f.metadata["flag"]): f.default for _, f in option_fields()}
+    values |= {"check_p99_ms": "250", "check_fail_ratio": "0.01", "fail_on_saturation": True}
+    assert spec_from_options(SimpleNamespace(run_spec="", **values)).checks == exp.checks
+    off = load_experiment(write(tmp_path, VALID.replace("fail_on_saturation = true", "")))
+    assert not off.checks.fail_on_saturation
 
 
 def test_targets_file_is_relative_to_the_experiment(tmp_path):

@@ -32,7 +32,7 @@ DEFAULT_CLASSES = [
 ]  # fmt: skip
 
 # A second locustfile loaded beside ours: at the end it prints which TensorFlow modules the
-# Locust process has imported (there must be none; see tfsload/protos.py).
+# Locust process has imported (there must be none; see tfsload/core/protos.py).
 PROBE = """
 import sys
 from locust import events

@@ -14,17 +14,12 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tfsload import protos, validate
-from tfsload.arrival import ArrivalSchedule, Lateness, arrival_summary
-from tfsload.errors import ConfigError
-from tfsload.options import settings_from
-from tfsload.payload import Payload, build_payload, tensor_proto
-from tfsload.precise import HIGHEST_US, PreciseStats, add_values, new_histogram
-from tfsload.request_count import Completion, RequestBudget, split_evenly
-from tfsload.results import build_results, csv_text, exit_code, summary_text
-from tfsload.session import Session, Share, split_run
-from tfsload.thresholds import CheckResult, Threshold, evaluate
-from tfsload.validate import (
+from tfsload.core import protos
+from tfsload.core.errors import ConfigError
+from tfsload.core.run_spec import Workload
+from tfsload.core.thresholds import CheckResult, Threshold, evaluate
+from tfsload.generator import answers as validate
+from tfsload.generator.answers import (
     check_rows,
     grpc_failure,
     grpc_reply_failure,
@@ -32,6 +27,13 @@ from tfsload.validate import (
     shorten,
     transport_failure,
 )
+from tfsload.generator.arrival import ArrivalSchedule, Lateness, arrival_summary
+from tfsload.generator.options import spec_from_options
+from tfsload.generator.payload import Payload, build_payload, tensor_proto
+from tfsload.generator.precise import HIGHEST_US, PreciseStats, add_values, new_histogram
+from tfsload.generator.request_count import Completion, RequestBudget, split_evenly
+from tfsload.generator.results import build_results, csv_text, exit_code, summary_text
+from tfsload.generator.run_state import RunState, Share, split_run
 
 ROWS = [[0.25, 0.75]] * 5
 
@@ -45,6 +47,7 @@ def options(**overrides) -> SimpleNamespace:
         "arrival_rate": 0.0, "arrival": "constant", "check_p50_ms": None, "check_p95_ms": None,
         "check_p99_ms": None, "check_fail_ratio": None, "check_min_rps": None,
         "fail_on_saturation": False, "saturation_cpu_percent": 90.0, "precise_json": "",
+        "rows_per_request": 0, "run_spec": "",
     }  # fmt: skip
     values.update(overrides)
     return SimpleNamespace(**values)
@@ -160,8 +163,8 @@ def test_timeline_has_one_point_per_second():
 def test_split_evenly_gives_every_request_to_someone():
     assert split_evenly(10, 3) == [4, 3, 3]
     assert split_evenly(2, 4) == [1, 1, 0, 0]
-    settings = settings_from(options(request_count="1001", warmup_requests="3", arrival_rate="9"))
-    shares = split_run(settings, 2)
+    spec = spec_from_options(options(request_count="1001", warmup_requests="3", arrival_rate="9"))
+    shares = split_run(spec, 2)
     assert shares == [Share(2, 501, 4.5), Share(1, 500, 4.5)]
 
 
@@ -218,14 +221,14 @@ def test_session_paces_and_stops_at_its_share():
     payload = Payload(
         rows=5, rest_path="/v1/models/model:predict", rest_body=b"{}", grpc_request=b""
     )
-    settings = settings_from(options(request_count="3", arrival_rate="10"))
-    session = Session(settings, payload, split_run(settings, 1)[0], endpoints={})
+    settings = spec_from_options(options(request_count="3", arrival_rate="10"))
+    session = RunState(settings, payload, split_run(settings, 1)[0], endpoints={})
     sends = [session.next_send(now=7.0) for _ in range(4)]
     assert [s.intended for s in sends[:3]] == pytest.approx([7.0, 7.1, 7.2])
     assert sends[3] is None
-    closed = Session(settings_from(options()), payload, Share(0, 0, 0.0), endpoints={})
+    closed = RunState(spec_from_options(options()), payload, Share(0, 0, 0.0), endpoints={})
     assert closed.next_send(now=1.0).intended is None
-    assert Session(settings, payload, Share(0, 0, 0.0, sends=False), {}).next_send(1.0) is None
+    assert RunState(settings, payload, Share(0, 0, 0.0, sends=False), {}).next_send(1.0) is None
 
 
 # --- answers and failures ---------------------------------------------------------------------
@@ -323,7 +326,7 @@ def test_payload_encodes_the_instances_once_for_both_protocols(tmp_path):
     rows = [[0] * 190 + list(range(10)) for _ in range(5)]
     path = tmp_path / "instances.json"
     path.write_text(json.dumps(rows))
-    payload = build_payload(path, "imdb", "serving_default", "input_1")
+    payload = build_payload(Workload(model_name="imdb", instances_file=str(path)))
     assert payload.rows == 5 and payload.rest_path == "/v1/models/imdb:predict"
     assert json.loads(payload.rest_body) == {"signature_name": "serving_default", "instances": rows}
     request = protos.load().PredictRequest.FromString(payload.grpc_request)
@@ -350,12 +353,12 @@ def test_bad_instances_files_are_named(tmp_path, content, message):
     if content is not None:
         path.write_text(content)
     with pytest.raises(ConfigError, match=message) as caught:
-        build_payload(path, "model", "serving_default", "input_1")
+        build_payload(Workload(instances_file=str(path)))
     assert str(caught.value).startswith(f"--instances-file: {path}")
 
 
 def test_settings_convert_web_form_strings():
-    settings = settings_from(
+    settings = spec_from_options(
         options(
             request_count="10000",
             warmup_requests="100",
@@ -367,19 +370,20 @@ def test_settings_convert_web_form_strings():
             precise_json="out/p.json",
         )
     )
-    assert settings.request_count == 10000 and settings.warmup_requests == 100
-    assert settings.open_loop and settings.arrival_rate == 250.5
-    assert settings.thresholds == {"p99_ms": 12.5, "fail_ratio": 0.0}
-    assert settings.fail_on_saturation and str(settings.precise_json) == "out/p.json"
+    load, checks = settings.load, settings.checks
+    assert load.request_count == 10000 and load.warmup_requests == 100
+    assert load.open_loop and load.arrival_rate == 250.5
+    assert [(t.check, t.limit) for t in checks.thresholds] == [("p99_ms", 12.5), ("fail_ratio", 0)]
+    assert checks.fail_on_saturation and settings.outputs.precise_json == "out/p.json"
 
 
 @pytest.mark.parametrize(
     ("override", "message"),
     [
-        ({"request_count": "ten"}, "--request-count: 'ten' is not a int"),
+        ({"request_count": "ten"}, "--request-count: 'ten' is not an integer"),
         ({"warmup_requests": "-1"}, "--warmup-requests: must be at least 0"),
-        ({"check_fail_ratio": "2"}, "--check-fail-ratio: a ratio between 0 and 1"),
-        ({"check_p99_ms": "fast"}, "--check-p99-ms: 'fast' is not a float"),
+        ({"check_fail_ratio": "2"}, "--check-fail-ratio: must be at most 1"),
+        ({"check_p99_ms": "fast"}, "--check-p99-ms: 'fast' is not a number"),
         ({"arrival": "bursty"}, "--arrival: must be one of constant, poisson"),
         ({"model_name": " "}, "--model-name: must not be empty"),
         ({"grpc_timeout": "0"}, "--grpc-timeout: must be at least"),
@@ -387,7 +391,7 @@ def test_settings_convert_web_form_strings():
 )
 def test_bad_options_are_named(override, message):
     with pytest.raises(ConfigError, match=message):
-        settings_from(options(**override))
+        spec_from_options(options(**override))
 
 
 # --- the results document ---------------------------------------------------------------------
@@ -406,9 +410,9 @@ def facts(start, last, done, cpu_max=40.0, late=0):
 def test_results_of_a_counted_run_end_with_its_last_request():
     stats = PreciseStats()
     record_all(stats, [2.0] * 100)
-    settings = settings_from(options(request_count="100", warmup_requests="10", check_p99_ms="5"))
+    spec = spec_from_options(options(request_count="100", warmup_requests="10", check_p99_ms="5"))
     results = build_results(
-        stats, settings=settings, facts=[facts(100.0, 104.0, True), facts(101.0, 105.0, True)],
+        stats, spec=spec, facts=[facts(100.0, 104.0, True), facts(101.0, 105.0, True)],
         started=99.0, stopped=109.0, failures=[],
     )  # fmt: skip
     assert results["format"] == "tfsload-precise/1"
@@ -431,9 +435,9 @@ def test_results_of_a_counted_run_end_with_its_last_request():
 def test_results_flag_thresholds_saturation_and_a_broken_schedule():
     stats = PreciseStats()
     record_all(stats, [2.0] * 100, failed_every=50)
-    settings = settings_from(options(check_p50_ms="1", arrival_rate="100", fail_on_saturation=True))
+    spec = spec_from_options(options(check_p50_ms="1", arrival_rate="100", fail_on_saturation=True))
     results = build_results(
-        stats, settings=settings, facts=[facts(100.0, 104.0, False, cpu_max=97.0, late=30)],
+        stats, spec=spec, facts=[facts(100.0, 104.0, False, cpu_max=97.0, late=30)],
         started=99.0, stopped=110.0, failures=[{"name": "grpc", "error": "X", "occurrences": 2}],
     )  # fmt: skip
     assert results["wall_time_s"] == 10.0  # not a counted run: until the test stopped

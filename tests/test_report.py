@@ -76,14 +76,15 @@ def expected_row(cell: dict) -> dict[str, str]:
         "rows/s": f"{cell['rows_per_s']:,.1f}",
         "p50": ms("p50_ms"),
         "p90": ms("p90_ms"),
+        "p95": ms("p95_ms"),
         "p99": ms("p99_ms"),
         "p99.9": ms("p999_ms"),
         "errors": str(cell["failures"]),
     }
 
 
-COLUMNS = {"requests": 3, "req/s": 5, "rows/s": 6, "p50": 7, "p90": 8, "p99": 9, "p99.9": 10}
-COLUMNS["errors"] = 11
+COLUMNS = {"requests": 3, "req/s": 5, "rows/s": 6, "p50": 7, "p90": 8, "p95": 9, "p99": 10}
+COLUMNS |= {"p99.9": 11, "errors": 12}
 
 
 @pytest.fixture
@@ -125,8 +126,8 @@ def test_numbers_agree_across_summary_markdown_and_html(results):
         assert md[cell["id"]][1] == html.rows[cell["id"]][1] == "stand-in"
     # The server's batches, from the metrics delta, in the batch-mean column.
     assert on_disk["cells"][2]["server_batch_mean"] == pytest.approx(25.0)
-    assert md["batching-rest"][12] == html.rows["batching-rest"][12] == "25.0 rows"
-    assert md["nobatch-rest"][12] == "–"
+    assert md["batching-rest"][13] == html.rows["batching-rest"][13] == "25.0 rows"
+    assert md["nobatch-rest"][13] == "–"
 
 
 def test_plots_exist_as_valid_png_and_are_embedded(results):

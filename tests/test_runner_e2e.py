@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import REPO, run_cli
 from tests.test_report import COLUMNS, PNG_MAGIC, expected_row, html_cells, markdown_rows
-from tfsload.launch import free_port
+from tfsload.orchestrate.launch import free_port
 
 BATCH_CONFIG = """max_batch_size { value: 64 }
 batch_timeout_micros { value: 2000 }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tfsload.metrics import MetricsError, delta, parse
+from tfsload.report.server_metrics import MetricsError, delta, parse
 
 LATENCY_BOUNDS = [10 * 1.8**i for i in range(33)]  # TF Serving's request_latency buckets, µs
 BATCH_BOUNDS = [1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from tfsload.progress import Progress, format_elapsed
+from tfsload.orchestrate.progress import Progress, format_elapsed
 
 
 def test_terminal_redraws_one_line_and_keeps_messages():

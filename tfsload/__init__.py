@@ -1,3 +1,3 @@
 """tfsload: load tests for TensorFlow Serving, built on Locust."""
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"

@@ -1,6 +1,6 @@
 """Reports from a results directory: summary.json, report.md, report.html and plots/*.png.
 
-``write_report`` reads only the raw files the runner left (see ``tfsload.runner``), so
+``write_report`` reads only the raw files the runner left (see ``tfsload.orchestrate.runner``), so
 ``python -m tfsload report DIR`` re-renders any earlier run.
 """
 
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from tfsload.files import write_atomic, write_json_atomic
+from tfsload.core.files import write_atomic, write_json_atomic
 from tfsload.report.summary import ResultsError, build_summary
 
 __all__ = ["ResultsError", "build_summary", "write_report"]

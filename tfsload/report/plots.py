@@ -15,8 +15,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 from matplotlib.ticker import LogLocator, ScalarFormatter
 
-from tfsload.report.summary import PERCENTILES
-from tfsload.report.table import PERCENTILE_LABELS, server_name
+from tfsload.core.percentiles import KEYS as PERCENTILES
+from tfsload.core.percentiles import LABELS as PERCENTILE_LABELS
+from tfsload.report.table import server_name
 
 PLOTS = {
     "percentiles": "Client latency percentiles per cell",

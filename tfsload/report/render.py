@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 import html
 
+from tfsload.core.thresholds import CheckResult
 from tfsload.report.plots import PLOTS
 from tfsload.report.table import HEADERS, cell_row, header_facts, ms, server_name
-from tfsload.thresholds import CheckResult
 
 
 def _title(summary: dict) -> str:

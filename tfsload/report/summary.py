@@ -12,11 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tfsload.metrics import MetricsError, delta
-from tfsload.thresholds import CheckResult, Threshold, evaluate
+from tfsload.core.percentiles import KEYS as PERCENTILES
+from tfsload.core.thresholds import CheckResult, Threshold, evaluate
+from tfsload.report.server_metrics import MetricsError, delta
 
 SUMMARY_FORMAT = "tfsload-summary/1"
-PERCENTILES = ("p50_ms", "p90_ms", "p99_ms", "p999_ms")
 # Differences below this are reported as "about the same": one run on a shared machine.
 SAME_WITHIN = 0.10
 # Above this share of the machine's CPU used by other processes during a cell, say it was noisy.

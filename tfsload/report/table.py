@@ -4,7 +4,9 @@ terminal, so every rendering shows exactly the same numbers as summary.json.
 
 from __future__ import annotations
 
-from tfsload.report.summary import PERCENTILES, SERVER_NAMES
+from tfsload.core.percentiles import KEYS as PERCENTILES
+from tfsload.core.percentiles import LABELS as PERCENTILE_LABELS
+from tfsload.report.summary import SERVER_NAMES
 
 HEADERS = (
     "target",
@@ -14,15 +16,11 @@ HEADERS = (
     "wall time",
     "req/s",
     "rows/s",
-    "p50",
-    "p90",
-    "p99",
-    "p99.9",
+    *PERCENTILE_LABELS.values(),
     "errors",
     "batch mean",
     "verdict",
 )
-PERCENTILE_LABELS = dict(zip(PERCENTILES, ("p50", "p90", "p99", "p99.9"), strict=True))
 
 
 def ms(value: float | None) -> str:

@@ -1,9 +1,10 @@
 """The Locust users: TF Serving predict over REST (RestUser) and gRPC (GrpcUser).
 
-Both send the run's pre-encoded request (:mod:`tfsload.payload`), check every answer
-(:mod:`tfsload.validate`) and report one request event per call, failures named by cause. In
-closed loop a user sends again as soon as its answer is in; in open loop it waits for the send
-time it claimed from the process's schedule, and its latency counts from that time.
+Both send the run's pre-encoded request (:mod:`tfsload.generator.payload`), check every
+answer (:mod:`tfsload.generator.answers`) and report one request event per call, failures named
+by cause. In closed loop a user sends again as soon as its answer is in; in open loop it waits
+for the send time it claimed from the process's schedule, and its latency counts from that
+time.
 
 The generic classes take their address from ``-H`` (or ``--rest-host`` / ``--grpc-host`` when
 one process runs both). :func:`target_user_classes` makes one subclass per target and protocol
@@ -25,18 +26,19 @@ from geventhttpclient import HTTPClient
 from locust import User, constant, task
 from locust.contrib.fasthttp import FastHttpUser
 
-from tfsload import protos, session
-from tfsload.errors import ConfigError
-from tfsload.options import Settings
-from tfsload.session import Endpoint, Send
-from tfsload.targets import Target, normalize_grpc, normalize_http
-from tfsload.validate import (
+from tfsload.core import protos
+from tfsload.core.errors import ConfigError
+from tfsload.core.run_spec import RunSpec
+from tfsload.core.targets import Target, normalize_grpc, normalize_http
+from tfsload.generator import run_state
+from tfsload.generator.answers import (
     RequestFailure,
     grpc_failure,
     grpc_reply_failure,
     rest_failure,
     transport_failure,
 )
+from tfsload.generator.run_state import Endpoint, Send
 
 # gRPC must use gevent's event loop before any channel exists; Locust forks --processes
 # workers after importing this module, and channels are only made in on_start, after the fork.
@@ -59,13 +61,14 @@ class PredictUser(User):
     wait_time = constant(0)
 
     @classmethod
-    def endpoint(cls, settings: Settings, host: str | None) -> Endpoint:
+    def endpoint(cls, spec: RunSpec, host: str | None) -> Endpoint:
         """Where this class sends and its stats row; ConfigError names the missing option."""
         if cls.target is not None:
             return Endpoint(f"{cls.target.name} {cls.protocol}", cls.target.url(cls.protocol))
-        name = f"{settings.target_name} {cls.protocol}" if settings.target_name else cls.protocol
+        target = spec.target
+        name = f"{target.name} {cls.protocol}" if target.name else cls.protocol
         own_flag = f"--{cls.protocol}-host"
-        own = settings.rest_host if cls.protocol == "rest" else settings.grpc_host
+        own = target.rest if cls.protocol == "rest" else target.grpc
         example = "http://host:port" if cls.protocol == "rest" else "grpc://host:port"
         if not (own or host):
             raise ConfigError(f"{cls.__name__} needs an address: -H {example} or {own_flag}")
@@ -77,13 +80,13 @@ class PredictUser(User):
             raise ConfigError(f"{flag}: {exc}; {cls.__name__} needs {example}") from None
 
     def on_start(self) -> None:
-        self.session = session.current()
-        endpoint = self.session.endpoints.get(type(self)) if self.session else None
+        self.state = run_state.current()
+        endpoint = self.state.endpoints.get(type(self)) if self.state else None
         if endpoint is None:  # the run's settings were rejected (already reported), or no run
-            self.session = None
+            self.state = None
             return
         self.stats_name = endpoint.name
-        self.request_context = {"rows": self.session.payload.rows}
+        self.request_context = {"rows": self.state.payload.rows}
         self.connect(endpoint.address)
 
     def connect(self, address: str) -> None:
@@ -111,7 +114,7 @@ class PredictUser(User):
 
     @task
     def predict(self) -> None:
-        run = self.session
+        run = self.state
         send: Send | None = run.next_send(time.perf_counter()) if run else None
         if send is None:
             gevent.sleep(IDLE_S)
@@ -169,7 +172,7 @@ class RestUser(FastHttpUser, PredictUser):
             self.http = None
 
     def send(self, intended: float | None) -> None:
-        payload = self.session.payload
+        payload = self.state.payload
         started = time.perf_counter()
         try:
             response = self.http.post(payload.rest_path, payload.rest_body, JSON_HEADERS)
@@ -208,10 +211,10 @@ class GrpcUser(PredictUser):
             self.channel = None
 
     def send(self, intended: float | None) -> None:
-        run = self.session
+        run = self.state
         started = time.perf_counter()
         try:
-            reply = self.call(run.payload.grpc_request, timeout=run.settings.grpc_timeout)
+            reply = self.call(run.payload.grpc_request, timeout=run.spec.workload.grpc_timeout_s)
         except grpc.RpcError as error:
             ended = time.perf_counter()
             code = error.code() if callable(getattr(error, "code", None)) else None

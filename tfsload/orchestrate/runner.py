@@ -12,8 +12,12 @@ Layout of a results directory::
 
     run.json  experiment.toml  summary.json  report.md  report.html  plots/
     servers/<target>.log            launched stand-ins' output
-    cells/<target>-<protocol>/      cell.json  precise.json  locust.log  locust.html
-                                    locust_stats.csv ... metrics-before.prom metrics-after.prom
+    cells/<target>-<protocol>/      cell.json  run-spec.json  precise.json  locust.log
+                                    locust.html  locust_stats.csv ...
+                                    metrics-before.prom  metrics-after.prom
+
+Each cell's Locust is told what to do by one file, ``run-spec.json`` (a
+:class:`~tfsload.core.run_spec.RunSpec`): the runner never builds tfsload's options by hand.
 """
 
 from __future__ import annotations
@@ -27,21 +31,26 @@ import subprocess
 import sys
 import time
 from datetime import UTC, datetime
+from importlib import resources
 from pathlib import Path
 
-from tfsload.cpu_account import CpuAccount
-from tfsload.errors import ConfigError
-from tfsload.experiment import Cell, Experiment, ExperimentTarget
-from tfsload.files import write_atomic, write_json_atomic
-from tfsload.launch import REPO, Launched, LaunchError, start_standin, stop
-from tfsload.machine import client_versions, describe_machine
-from tfsload.metrics import MetricsError, scrape
-from tfsload.payload import read_instances
-from tfsload.probe import ServerInfo, model_status, port_open
-from tfsload.progress import Progress
-from tfsload.targets import Target
+from tfsload.core import run_spec
+from tfsload.core.errors import ConfigError
+from tfsload.core.files import write_atomic, write_json_atomic
+from tfsload.core.instances import read_instances
+from tfsload.core.processes import log_tail
+from tfsload.core.run_spec import RunSpec
+from tfsload.core.targets import Target
+from tfsload.orchestrate.cpu_account import CpuAccount
+from tfsload.orchestrate.experiment import Cell, Experiment, ExperimentTarget
+from tfsload.orchestrate.launch import Launched, LaunchError, start_standin, stop
+from tfsload.orchestrate.machine import client_versions, describe_machine
+from tfsload.orchestrate.probe import ServerInfo, model_status, port_open
+from tfsload.orchestrate.progress import Progress
+from tfsload.orchestrate.scrape import ScrapeError, scrape
 
-LOCUSTFILE = REPO / "locustfiles" / "tfserving.py"
+# The installed locustfile: the runner reaches the Locust side only through it and a spec file.
+LOCUSTFILE = Path(str(resources.files("tfsload") / "locustfile.py"))
 USER_CLASSES = {"rest": "RestUser", "grpc": "GrpcUser"}
 # Locust exit codes that still mean "the cell ran and measured": failures, threshold, saturation.
 MEASURED_EXIT_CODES = {0, 1, 3, 4}
@@ -56,36 +65,25 @@ def now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
-def default_out_dir(experiment: Experiment, reports: Path = REPO / "reports") -> Path:
-    """``reports/<experiment>-<UTC timestamp>``."""
+def default_out_dir(experiment: Experiment, reports: Path = Path("reports")) -> Path:
+    """``reports/<experiment>-<UTC timestamp>`` in the current directory."""
     stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
     return reports / f"{experiment.name}-{stamp}"
 
 
-def request_rows(experiment: Experiment) -> tuple[Path | None, list | None]:
-    """The instances file named (or implied) by the experiment and the rows every request sends.
-
-    Read before anything starts, so a missing or malformed file is bad input (ConfigError), not
-    six failed cells. With ``[load] rows_per_request`` the model's instances are cut or repeated
-    to that many rows. (None, None) leaves the choice to the Locust plugin's default.
-    """
-    model, wanted = experiment.model, experiment.load.rows_per_request
-    source = model.instances or (model.base_path / "instances.json" if model.base_path else None)
-    if source is None:
-        if wanted:
-            raise ConfigError(
-                f"{experiment.path}: load.rows_per_request: needs model.instances or "
-                "model.base_path to take the rows from"
-            )
-        return None, None
+def request_rows(experiment: Experiment) -> int | None:
+    """How many rows each request sends, read from the instances before anything starts, so a
+    missing or malformed file is bad input (ConfigError), not six failed cells. None when the
+    experiment names no instances (the Locust processes' default file is then used)."""
+    spec = experiment.spec()
+    if spec.workload.instances_file == run_spec.DEFAULT_INSTANCES_FILE:
+        return None
     try:
-        rows = read_instances(source)
+        rows = read_instances(Path(spec.workload.instances_file), spec.workload.rows_per_request)
     except ConfigError as exc:
         detail = str(exc).removeprefix("--instances-file: ")
         raise ConfigError(f"{experiment.path}: model.instances: {detail}") from None
-    if wanted:
-        rows = [rows[i % len(rows)] for i in range(wanted)]
-    return source, rows
+    return len(rows)
 
 
 def read_model_metadata(experiment: Experiment) -> dict | None:
@@ -99,50 +97,36 @@ def read_model_metadata(experiment: Experiment) -> dict | None:
         return None
 
 
-def locust_command(
-    experiment: Experiment, cell: Cell, target: Target, cell_dir: Path, instances: Path | None
-) -> list:
-    """The headless Locust command line for one cell; every cell differs only in its target."""
-    load = experiment.load
-    host = target.url(cell.protocol)
-    command = [
+def cell_spec(experiment: Experiment, cell: Cell, target: Target, cell_dir: Path) -> RunSpec:
+    """One cell's run spec: the experiment's, aimed at this cell's target and files."""
+    spec = experiment.spec()
+    address = {cell.protocol: target.url(cell.protocol)}
+    spec = spec.with_values("target", name=target.name, **address)
+    return spec.with_values(
+        "outputs",
+        precise_json=str(cell_dir / "precise.json"),
+        html=str(cell_dir / "locust.html"),
+    )
+
+
+def locust_command(cell: Cell, spec_path: Path, cell_dir: Path) -> list[str]:
+    """Headless Locust for one cell. Everything tfsload's users do comes from the spec file;
+    the user class and ``--csv`` are Locust's own and are read before any plugin runs."""
+    return [
         sys.executable,
         "-m",
         "locust",
         "-f",
         str(LOCUSTFILE),
         "--headless",
-        USER_CLASSES[cell.protocol],
-        "-H",
-        host,
-        "--target-name",
-        target.name,
-        "--model-name",
-        experiment.model.name,
-        "-u",
-        str(load.users),
-        "-r",
-        f"{load.spawn_rate:g}",
-        "-t",
-        load.duration or load.max_duration,
-        "--warmup-requests",
-        str(load.warmup_requests),
+        "--run-spec",
+        str(spec_path),
         "--csv",
         str(cell_dir / "locust"),
-        "--html",
-        str(cell_dir / "locust.html"),
-        "--precise-json",
-        str(cell_dir / "precise.json"),
         "--exit-code-on-error",
         "1",
+        USER_CLASSES[cell.protocol],
     ]
-    if instances:
-        command += ["--instances-file", str(instances)]
-    if load.requests:
-        command += ["--request-count", str(load.requests)]
-    if load.arrival_rate:
-        command += ["--arrival-rate", f"{load.arrival_rate:g}"]
-    return command + experiment.thresholds.locust_args()
 
 
 def read_live_stats(csv_prefix: Path) -> tuple[int, float, int] | None:
@@ -165,14 +149,6 @@ def read_live_stats(csv_prefix: Path) -> tuple[int, float, int] | None:
         return None
 
 
-def _tail(path: Path, lines: int = 3) -> str:
-    try:
-        text = path.read_text(errors="replace").strip().splitlines()
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in text[-lines:])
-
-
 class Runner:
     """Runs one experiment into one results directory."""
 
@@ -183,8 +159,6 @@ class Runner:
         self.stop_requested = False
         self.cells = experiment.cells
         self.run_info: dict = {}
-        self.instances: Path | None = None
-        self.rows: list | None = None
 
     # -- signals ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame) -> None:
@@ -224,13 +198,10 @@ class Runner:
 
     def _start_run(self) -> None:
         exp = self.experiment
-        source, self.rows = request_rows(exp)  # ConfigError here: nothing created yet
+        rows = request_rows(exp)  # ConfigError here: nothing created yet
         self.out.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(exp.path, self.out / "experiment.toml")
-        self.instances = source
-        if exp.load.rows_per_request:
-            self.instances = self.out / "instances.json"
-            write_json_atomic(self.instances, self.rows)
+        spec = exp.spec()
         self.run_info = {
             "format": RUN_FORMAT,
             "experiment": {
@@ -239,16 +210,20 @@ class Runner:
                 "file": str(exp.path),
                 "protocols": list(exp.protocols),
                 "load": {
-                    k: v for k, v in vars(exp.load).items() if v is not None and k != "max_duration"
-                }
-                | ({"max_duration": exp.load.max_duration} if exp.load.requests else {}),
-                "thresholds": exp.thresholds.to_dict(),
+                    "users": exp.load.users,
+                    "requests": exp.load.requests,
+                    "duration": exp.load.duration,
+                    "max_duration": exp.load.max_duration if exp.load.requests else None,
+                    "warmup_requests": spec.load.warmup_requests,
+                    "arrival_rate": spec.load.arrival_rate or None,
+                },
             },
+            "spec": spec.to_dict(),
             "model": {
                 "name": exp.model.name,
                 "base_path": str(exp.model.base_path) if exp.model.base_path else None,
-                "instances": str(self.instances) if self.instances else None,
-                "rows_per_request": len(self.rows) if self.rows else None,
+                "instances": spec.workload.instances_file,
+                "rows_per_request": rows,
                 "metadata": read_model_metadata(exp),
             },
             "machine": describe_machine(),
@@ -352,7 +327,7 @@ class Runner:
             return None
         try:
             write_atomic(path, scrape(target.metrics))
-        except MetricsError as exc:
+        except ScrapeError as exc:
             return str(exc)
         return None
 
@@ -363,7 +338,9 @@ class Runner:
         cell_dir = self._cell_dir(cell)
         cell_dir.mkdir(parents=True, exist_ok=True)
         metrics_errors = [self._scrape(target, cell_dir / "metrics-before.prom")]
-        command = locust_command(self.experiment, cell, target, cell_dir, self.instances)
+        spec_path = cell_dir / "run-spec.json"
+        cell_spec(self.experiment, cell, target, cell_dir).write(spec_path)
+        command = locust_command(cell, spec_path, cell_dir)
         self.progress.start_cell(index, len(self.cells), cell.id)
         started_at = now_iso()
         cpu = CpuAccount(server_pid)
@@ -380,7 +357,7 @@ class Runner:
         elif code in MEASURED_EXIT_CODES and has_precise:
             status, reason = "ok", None
         else:
-            detail = _tail(cell_dir / "locust.log")
+            detail = log_tail(cell_dir / "locust.log", 3)
             status, reason = "failed", f"Locust exited with code {code}: {detail}"
         self._write_cell(
             cell,
@@ -408,7 +385,6 @@ class Runner:
         with open(cell_dir / "locust.log", "wb") as log:
             process = subprocess.Popen(
                 command,
-                cwd=REPO,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,

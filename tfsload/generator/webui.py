@@ -1,29 +1,41 @@
-"""The "Precise latency" tab of Locust's web UI, and its JSON and CSV routes.
+"""tfsload in Locust's web UI: the "Precise latency" tab, its routes, and the start form's check.
 
 It uses Locust's extension points: ``extended_tabs`` / ``extended_tables`` in the template
 arguments declare the tab, and the numbers ride along in ``/stats/requests`` (which the UI polls)
 as ``extended_stats``. ``/precise`` answers the same rows as JSON, ``/precise/csv`` as CSV.
+
+The start form's POST (``/swarm``) is checked before Locust acts on it: a run tfsload would
+refuse (a class without an address, a bad option value, a missing instances file) is answered
+the way Locust answers a bad form, ``{"success": false, "message": ...}``, which the UI shows
+next to the form; nothing starts, and a corrected form can be sent at once.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable
+from typing import Any
 
 from flask import Response, jsonify, request
 
-from tfsload.results import csv_text
+from tfsload.core.percentiles import PERCENTILES
+from tfsload.generator.results import csv_text
+
+log = logging.getLogger("tfsload")
 
 TAB_KEY = "precise-latency"
 COLUMNS = (
     ("name", "Name"), ("type", "Type"), ("count", "# Requests"), ("failures", "# Fails"),
-    ("rps", "RPS"), ("p50_ms", "p50 (ms)"), ("p90_ms", "p90 (ms)"), ("p95_ms", "p95 (ms)"),
-    ("p99_ms", "p99 (ms)"), ("p999_ms", "p99.9 (ms)"), ("max_ms", "Max (ms)"),
+    ("rps", "RPS"), *((p.key, f"{p.label} (ms)") for p in PERCENTILES), ("max_ms", "Max (ms)"),
 )  # fmt: skip
 
 
-def install(web_ui, rows: Callable[[], list[dict]]) -> None:
-    """Add the tab to ``web_ui``; ``rows`` returns the current summaries (total row last)."""
+def install(
+    web_ui, rows: Callable[[], list[dict]], check_form: Callable[[Any], str | None]
+) -> None:
+    """Add the tab to ``web_ui``; ``rows`` returns the current summaries (total row last);
+    ``check_form`` returns why a start form would be refused, or None."""
     web_ui.template_args["extended_tabs"] = [{"title": "Precise latency", "key": TAB_KEY}]
     web_ui.template_args["extended_tables"] = [
         {"key": TAB_KEY, "structure": [{"key": key, "title": title} for key, title in COLUMNS]}
@@ -34,6 +46,16 @@ def install(web_ui, rows: Callable[[], list[dict]]) -> None:
 
     def table() -> list[dict]:
         return [{key: row[key] for key, _ in COLUMNS} for row in rows()]
+
+    @web_ui.app.before_request
+    def refuse_bad_start() -> Response | None:
+        if request.method != "POST" or not request.path.endswith("/swarm"):
+            return None
+        problem = check_form(request.form)
+        if problem is None:
+            return None
+        log.error("tfsload: the run was not started: %s", problem)
+        return jsonify({"success": False, "message": f"tfsload: {problem}", "host": ""})
 
     @web_ui.app.after_request
     def add_precise_rows(response: Response) -> Response:

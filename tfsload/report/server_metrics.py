@@ -1,9 +1,10 @@
 """Server-side view of a cell: the change in a target's Prometheus metrics across the cell.
 
 TF Serving (and the stand-in, under the same names) exports cumulative counters and histograms
-on its REST port. Scraping before and after a cell and subtracting gives what the server saw
-during that cell only: how many requests, how long they took inside the server, how requests
-were grouped into batches and how long they queued for a batch. Client percentiles alone cannot
+on its REST port. The runner saves that text before and after each cell; subtracting one from
+the other, here, gives what the server saw during that cell only: how many requests, how long
+they took inside the server, how requests were grouped into batches and how long they queued
+for a batch. Client percentiles alone cannot
 say whether batching happened at all; these numbers can.
 
 Names (TF Serving's ``/`` become ``:``):
@@ -16,8 +17,6 @@ included), ``...:queuing_latency`` (histogram, µs) and ``...:wrapped_run_count`
 from __future__ import annotations
 
 import math
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -31,23 +30,11 @@ WRAPPED_RUN_COUNT = PREFIX + "batching_session:wrapped_run_count"
 
 
 class MetricsError(Exception):
-    """The metrics endpoint could not be read or did not hold Prometheus text."""
+    """A metrics file did not hold Prometheus text."""
 
 
 # Family name -> {(sample name, sorted label items): value}
 Snapshot = dict[str, dict[tuple[str, tuple[tuple[str, str], ...]], float]]
-
-
-def scrape(url: str, timeout: float = 10.0) -> str:
-    """GET the Prometheus text at ``url``; raises MetricsError with a one-line reason."""
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            return response.read().decode("utf-8", errors="replace")
-    except urllib.error.HTTPError as exc:
-        raise MetricsError(f"{url}: HTTP {exc.code}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise MetricsError(f"{url}: {reason}") from None
 
 
 def parse(text: str) -> Snapshot:

@@ -13,7 +13,7 @@ import json
 import numpy as np
 from google.protobuf.message import DecodeError
 
-from tfsload import protos
+from tfsload.core import protos
 
 CLASSES = 2  # the model answers two class probabilities per row
 TOLERANCE = 1e-3  # rows must sum to 1 within this

@@ -7,25 +7,29 @@ An experiment is a TOML file (see ``configs/experiments/demo.toml`` for a commen
     protocols = ["rest", "grpc"]
     [model]            # name on the server, base path for launched stand-ins, request rows
     [load]             # users, spawn_rate, requests | duration, warmup_requests, arrival_rate,
-                       # rows_per_request
-    [thresholds]       # p50_ms, p95_ms, p99_ms, fail_ratio, min_rps, fail_on_saturation
+                       # arrival, rows_per_request
+    [thresholds]       # p50_ms, p95_ms, p99_ms, fail_ratio, min_rps, fail_on_saturation,
+                       # saturation_cpu_percent
     [[targets]]        # as in a targets file, plus launch = "standin" and flags = [...]
     # or: targets_file = "../targets.toml"
 
 Everything is validated before any load is sent: a bad file gives one ``ConfigError`` line naming
-the file and the key. Relative paths are relative to the experiment file's directory, and a
+the file and the key. The settings a Locust process uses are validated by the run spec
+(:mod:`tfsload.core.run_spec`) itself, so an experiment file and Locust's options accept and
+refuse the same values. Relative paths are relative to the experiment file's directory, and a
 launched stand-in runs in that directory too, so paths inside its flags follow the same rule.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
-from tfsload.errors import ConfigError
-from tfsload.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
-from tfsload.thresholds import CHECKS, Threshold
+from tfsload.core import run_spec
+from tfsload.core.errors import ConfigError
+from tfsload.core.run_spec import Checks, LoadShape, RunSpec, SpecError, Workload
+from tfsload.core.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
 
 PROTOCOLS = ("rest", "grpc")
 TOP_KEYS = {
@@ -39,16 +43,18 @@ TOP_KEYS = {
     "targets_file",
 }
 MODEL_KEYS = {"name", "base_path", "instances"}
-LOAD_KEYS = {
-    "users",
-    "spawn_rate",
-    "requests",
-    "duration",
-    "max_duration",
-    "warmup_requests",
-    "arrival_rate",
-    "rows_per_request",
+# [load] key -> (run spec section, setting); duration and max_duration become load.run_time_s.
+LOAD_SETTINGS = {
+    "users": ("load", "users"),
+    "spawn_rate": ("load", "spawn_rate"),
+    "requests": ("load", "request_count"),
+    "warmup_requests": ("load", "warmup_requests"),
+    "arrival_rate": ("load", "arrival_rate"),
+    "arrival": ("load", "arrival"),
+    "rows_per_request": ("workload", "rows_per_request"),
 }
+LOAD_KEYS = {*LOAD_SETTINGS, "duration", "max_duration"}
+THRESHOLD_KEYS = {f.name for f in fields(Checks)}
 LAUNCH_KINDS = ("standin",)
 # Flags the runner sets itself for a launched stand-in: the ports it picked and the model.
 RUNNER_FLAGS = {
@@ -75,44 +81,23 @@ class Model:
 class Load:
     """How each cell is loaded; every cell gets exactly the same load."""
 
-    users: int
-    spawn_rate: float
-    requests: int | None
+    shape: LoadShape
     duration: str | None
     max_duration: str
-    warmup_requests: int
-    arrival_rate: float | None
-    rows_per_request: int | None = None
+    rows_per_request: int
+
+    @property
+    def users(self) -> int:
+        return self.shape.users
+
+    @property
+    def requests(self) -> int | None:
+        return self.shape.request_count or None
 
     @property
     def time_limit_s(self) -> float:
         """Locust's own run-time limit for a cell: the duration, or the safety cap on counts."""
-        return parse_duration(self.duration or self.max_duration)
-
-
-@dataclass(frozen=True)
-class Thresholds:
-    """Pass/fail checks (``tfsload.thresholds``), evaluated by the Locust plugin in each cell.
-
-    Keys map one to one onto the plugin's ``--check-*`` options.
-    """
-
-    checks: tuple[Threshold, ...]
-    fail_on_saturation: bool
-
-    def locust_args(self) -> list[str]:
-        """The ``--check-*`` options carrying these thresholds."""
-        args: list[str] = []
-        for t in self.checks:
-            args += [f"--check-{t.check.replace('_', '-')}", repr(t.limit)]
-        if self.fail_on_saturation:
-            args.append("--fail-on-saturation")
-        return args
-
-    def to_dict(self) -> dict:
-        return {t.check: t.limit for t in self.checks} | {
-            "fail_on_saturation": self.fail_on_saturation
-        }
+        return self.shape.run_time_s
 
 
 @dataclass(frozen=True)
@@ -160,13 +145,23 @@ class Experiment:
     protocols: tuple[str, ...]
     model: Model
     load: Load
-    thresholds: Thresholds
+    checks: Checks
     targets: tuple[ExperimentTarget, ...]
 
     @property
     def base_dir(self) -> Path:
         """Directory that relative paths (and launched stand-ins) are resolved in."""
         return self.path.parent
+
+    def spec(self) -> RunSpec:
+        """What every cell's run spec shares (the runner adds each cell's target and files)."""
+        instances = self.model.instances or (
+            self.model.base_path / "instances.json" if self.model.base_path else None
+        )
+        workload = {"model_name": self.model.name, "rows_per_request": self.load.rows_per_request}
+        if instances is not None:
+            workload["instances_file"] = str(instances)
+        return RunSpec(workload=Workload(**workload), load=self.load.shape, checks=self.checks)
 
     @property
     def cells(self) -> list[Cell]:
@@ -235,12 +230,20 @@ def _parse_model(data: object, file: Path) -> Model:
     return Model(name, table.path("base_path", file.parent), table.path("instances", file.parent))
 
 
+def _spec_section(section: str, values: dict, keys: dict[str, str], file: Path):
+    """Build one run spec section from experiment keys; its errors name the experiment's key."""
+    try:
+        return getattr(run_spec.from_values({section: values}), section)
+    except SpecError as exc:
+        setting = exc.key.split(".", 1)[1]
+        raise ConfigError(f"{file}: {keys.get(setting, setting)}: {exc.problem}") from None
+
+
 def _parse_load(data: object, file: Path) -> Load:
     table = _Table(data, file, "load", LOAD_KEYS)
-    users = table.number("users", 1, integer=True)
-    if users is None:
+    if table.data.get("users") is None:
         raise ConfigError(f"{table.key('users')}: required")
-    requests = table.number("requests", 1, integer=True)
+    requests = table.data.get("requests")
     duration = table.string("duration")
     if (requests is None) == (duration is None):
         raise ConfigError(f"{table.key('requests')}: give exactly one of requests or duration")
@@ -251,31 +254,28 @@ def _parse_load(data: object, file: Path) -> Load:
                 raise ValueError(f"{value!r} is not a positive duration")
         except ValueError as exc:
             raise ConfigError(f"{table.key(key)}: {exc}") from None
-    spawn_rate = table.number("spawn_rate", 0.001)
-    return Load(
-        users=users,
-        spawn_rate=float(spawn_rate if spawn_rate is not None else users),
-        requests=requests,
-        duration=duration,
-        max_duration=max_duration,
-        warmup_requests=table.number("warmup_requests", 0, integer=True) or 0,
-        arrival_rate=table.number("arrival_rate", 0.001),
-        rows_per_request=table.number("rows_per_request", 1, integer=True),
-    )
+    sections: dict[str, dict] = {"load": {}, "workload": {}}
+    names: dict[str, str] = {}
+    for key, (section, setting) in LOAD_SETTINGS.items():
+        names[setting] = f"load.{key}"
+        if key in table.data:
+            sections[section][setting] = table.data[key]
+    sections["load"]["run_time_s"] = parse_duration(duration or max_duration)
+    workload = _spec_section("workload", sections["workload"], names, file)
+    shape = _spec_section("load", sections["load"], names, file)
+    if shape.users < 1:
+        raise ConfigError(f"{table.key('users')}: must be at least 1")
+    if requests is not None and shape.request_count < 1:
+        raise ConfigError(f"{table.key('requests')}: must be at least 1")
+    if not shape.spawn_rate:
+        shape = replace(shape, spawn_rate=float(shape.users))
+    return Load(shape, duration, max_duration, workload.rows_per_request)
 
 
-def _parse_thresholds(data: object, file: Path) -> Thresholds:
-    table = _Table(data, file, "thresholds", {*CHECKS, "fail_on_saturation"})
-    checks = []
-    for key in CHECKS:
-        maximum = 1.0 if key == "fail_ratio" else None
-        value = table.number(key, 0, maximum=maximum)
-        if value is not None:
-            checks.append(Threshold(key, float(value)))
-    saturation = table.data.get("fail_on_saturation", False)
-    if not isinstance(saturation, bool):
-        raise ConfigError(f"{table.key('fail_on_saturation')}: must be true or false")
-    return Thresholds(tuple(checks), saturation)
+def _parse_thresholds(data: object, file: Path) -> Checks:
+    table = _Table(data, file, "thresholds", THRESHOLD_KEYS)
+    names = {key: f"thresholds.{key}" for key in THRESHOLD_KEYS}
+    return _spec_section("checks", dict(table.data), names, file)
 
 
 def _parse_protocols(data: object, file: Path) -> tuple[str, ...]:
@@ -349,7 +349,7 @@ def load_experiment(path: Path) -> Experiment:
     protocols = _parse_protocols(data.get("protocols", list(PROTOCOLS)), file)
     model = _parse_model(data.get("model", {}), file)
     load = _parse_load(data["load"], file)
-    thresholds = _parse_thresholds(data.get("thresholds", {}), file)
+    checks = _parse_thresholds(data.get("thresholds", {}), file)
     targets = _parse_targets(data, file)
     for i, et in enumerate(targets):
         for protocol in protocols:
@@ -366,6 +366,6 @@ def load_experiment(path: Path) -> Experiment:
         protocols=protocols,
         model=model,
         load=load,
-        thresholds=thresholds,
+        checks=checks,
         targets=targets,
     )

@@ -16,8 +16,8 @@ import logging
 
 from locust.runners import MasterRunner, WorkerRunner
 
-from tfsload.options import Settings
-from tfsload.session import RunRecord, Session, Share, split_run
+from tfsload.core.run_spec import RunSpec
+from tfsload.generator.run_state import RunRecord, RunState, Share, split_run
 
 SHARE_MESSAGE = "tfsload_share"
 REPORT_KEY = "tfsload"
@@ -31,29 +31,32 @@ def active_workers(runner: MasterRunner) -> list[str]:
     return sorted((node.id for node in nodes), key=runner.get_worker_index)
 
 
-def send_shares(runner: MasterRunner, settings: Settings) -> list[str]:
-    """Send each active worker its share of the run; returns the workers that got one."""
+def send_shares(runner: MasterRunner, spec: RunSpec, classes: list[str]) -> list[str]:
+    """Send each active worker the run's spec, the user classes picked and its share of the
+    run; returns the workers that got one."""
     workers = active_workers(runner)
     if not workers:
         return []
-    for client_id, share in zip(workers, split_run(settings, len(workers)), strict=True):
-        runner.send_message(SHARE_MESSAGE, share.to_dict(), client_id=client_id)
+    spec_data = spec.to_dict()
+    for client_id, share in zip(workers, split_run(spec, len(workers)), strict=True):
+        message = {"spec": spec_data, "classes": classes, "share": share.to_dict()}
+        runner.send_message(SHARE_MESSAGE, message, client_id=client_id)
     return workers
 
 
-def late_share(settings: Settings) -> Share:
+def late_share(spec: RunSpec) -> Share:
     """The share of a worker that joined after the start: none of a fixed count or rate."""
-    if settings.request_count or settings.open_loop:
+    if spec.load.request_count or spec.load.open_loop:
         log.warning("tfsload: this worker joined after the test started; it sends nothing")
         return Share(0, 0, 0.0, sends=False)
     return Share(0, 0, 0.0)
 
 
-def worker_report(session: Session, runner: WorkerRunner) -> dict:
+def worker_report(state: RunState, runner: WorkerRunner) -> dict:
     """This worker's part of the next report; clears Locust's stats while still warming up."""
-    if session.budget.warmup and not session.budget.measured:
+    if state.budget.warmup and not state.budget.measured:
         runner.stats.reset_all()
-    return {"stats": session.stats.export(), "facts": session.facts()}
+    return {"stats": state.stats.export(), "facts": state.facts()}
 
 
 def merge_report(record: RunRecord, client_id: str, report: dict) -> None:

@@ -1,6 +1,6 @@
 """The precise results of a run: the JSON for machines, the CSV, and the printed summary.
 
-Everything here works on plain data (a merged :class:`~tfsload.precise.PreciseStats` and
+Everything here works on plain data (a merged :class:`~tfsload.generator.precise.PreciseStats` and
 dicts), so it is the same for a single process, ``--processes`` and a distributed master, and
 it is testable without Locust. The JSON layout is the ``tfsload-precise/1`` contract in
 docs/design.md; files are written atomically so that a reader never sees half a result.
@@ -13,20 +13,21 @@ import io
 import json
 from pathlib import Path
 
-from tfsload.arrival import Lateness, arrival_summary
-from tfsload.files import write_atomic
-from tfsload.options import Settings
-from tfsload.precise import PERCENTILES, PreciseStats
-from tfsload.saturation import CpuUse, generator_summary
-from tfsload.thresholds import CheckResult, Threshold, evaluate
+from tfsload.core.files import write_atomic
+from tfsload.core.percentiles import PERCENTILES
+from tfsload.core.run_spec import RunSpec
+from tfsload.core.thresholds import CheckResult, evaluate
+from tfsload.generator.arrival import Lateness, arrival_summary
+from tfsload.generator.precise import PreciseStats
+from tfsload.generator.saturation import CpuUse, generator_summary
 
 FORMAT = "tfsload-precise/1"
 CSV_COLUMNS = (
     ("type", "Type"), ("name", "Name"), ("count", "Request Count"),
     ("failures", "Failure Count"), ("rps", "Requests/s"), ("rows_per_s", "Rows/s"),
-    ("min_ms", "Min (ms)"), ("mean_ms", "Mean (ms)"), ("p50_ms", "50% (ms)"),
-    ("p90_ms", "90% (ms)"), ("p95_ms", "95% (ms)"), ("p99_ms", "99% (ms)"),
-    ("p999_ms", "99.9% (ms)"), ("max_ms", "Max (ms)"),
+    ("min_ms", "Min (ms)"), ("mean_ms", "Mean (ms)"),
+    *((p.key, f"{p.percent:g}% (ms)") for p in PERCENTILES),
+    ("max_ms", "Max (ms)"),
 )  # fmt: skip
 
 
@@ -48,7 +49,7 @@ def measured_window(facts: list[dict], started: float, stopped: float, counted: 
 def build_results(
     stats: PreciseStats,
     *,
-    settings: Settings,
+    spec: RunSpec,
     facts: list[dict],
     started: float,
     stopped: float,
@@ -56,38 +57,38 @@ def build_results(
 ) -> dict:
     """Assemble the ``tfsload-precise/1`` document; rates are over the measured wall time.
 
-    ``facts`` are the generating processes' :meth:`~tfsload.session.Session.facts`.
+    ``facts`` are the generating processes' :meth:`~tfsload.generator.run_state.RunState.facts`.
     ``passed`` is true when every threshold held, no request failed, and the generator was not
     saturated while ``--fail-on-saturation`` asked for that.
     """
-    start, end = measured_window(facts, started, stopped, bool(settings.request_count))
+    start, end = measured_window(facts, started, stopped, bool(spec.load.request_count))
     wall_time_s = end - start
     entries, total = stats.summaries(wall_time_s)
-    thresholds = [Threshold(check, limit) for check, limit in settings.thresholds.items()]
-    checks = evaluate(thresholds, total)
+    checks = evaluate(spec.checks.thresholds, total)
     generator = generator_summary(
-        [CpuUse(**f["cpu"]) for f in facts], settings.saturation_cpu_percent
+        [CpuUse(**f["cpu"]) for f in facts], spec.checks.saturation_cpu_percent
     )
     arrival = arrival_summary(
-        settings.arrival,
-        settings.arrival_rate if settings.open_loop else None,
+        spec.load.arrival,
+        spec.load.arrival_rate if spec.load.open_loop else None,
         [Lateness(**f["lateness"]) for f in facts],
     )
     passed = (
         all(check.passed for check in checks)
         and total["failures"] == 0
-        and not (settings.fail_on_saturation and generator["saturated"])
+        and not (spec.checks.fail_on_saturation and generator["saturated"])
     )
     return {
         "format": FORMAT,
         "start_time": round(start, 3),
         "end_time": round(end, 3),
         "wall_time_s": round(wall_time_s, 3),
-        "request_count_target": settings.request_count or None,
-        "warmup_requests": settings.warmup_requests,
+        "request_count_target": spec.load.request_count or None,
+        "warmup_requests": spec.load.warmup_requests,
         "arrival": arrival,
         "generator": generator,
         "generator_saturated": generator["saturated"],
+        "fail_on_saturation": spec.checks.fail_on_saturation,
         "entries": entries,
         "total": total,
         "failures": failures,
@@ -136,9 +137,9 @@ def _cell(value: object) -> str:
 def summary_text(results: dict) -> str:
     """The table and verdict lines printed when a run ends."""
     keys = ["count", "failures", "rps", "rows_per_s", "min_ms", "mean_ms"]
-    keys += [key for key, _ in PERCENTILES] + ["max_ms"]
-    heads = ["reqs", "fails", "req/s", "rows/s", "min", "mean", "p50", "p90", "p95", "p99",
-             "p99.9", "max"]  # fmt: skip
+    keys += [p.key for p in PERCENTILES] + ["max_ms"]
+    heads = ["reqs", "fails", "req/s", "rows/s", "min", "mean"]
+    heads += [p.label for p in PERCENTILES] + ["max"]
     rows = [*results["entries"], results["total"]]
     name_width = max(len("Name"), *(len(f"{row['type']} {row['name']}".strip()) for row in rows))
     lines = [

@@ -13,10 +13,11 @@ from urllib.parse import quote
 
 import numpy as np
 
-from tfsload import protos
-from tfsload.errors import ConfigError
+from tfsload.core import protos
+from tfsload.core.errors import ConfigError
+from tfsload.core.instances import read_instances
+from tfsload.core.run_spec import Workload
 
-INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
 NUMPY_TYPES = {"DT_INT32": "<i4", "DT_FLOAT": "<f4"}  # little-endian, as TensorFlow writes
 
 
@@ -28,28 +29,6 @@ class Payload:
     rest_path: str
     rest_body: bytes
     grpc_request: bytes
-
-
-def read_instances(path: Path) -> list[list[int]]:
-    """Read and check an instances file: a JSON list of equally long lists of int32 values."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise ConfigError(f"--instances-file: {path}: no such file") from None
-    except OSError as exc:
-        raise ConfigError(f"--instances-file: {path}: cannot read ({exc.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"--instances-file: {path}: not JSON ({exc})") from None
-    if not isinstance(data, list) or not data:
-        raise ConfigError(f"--instances-file: {path}: must be a non-empty JSON list of rows")
-    width = len(data[0]) if isinstance(data[0], list) else 0
-    for i, row in enumerate(data):
-        if not isinstance(row, list) or not row or len(row) != width:
-            raise ConfigError(f"--instances-file: {path}: row {i} must be a list of {width} ints")
-        for value in row:
-            if type(value) is not int or not INT32_MIN <= value <= INT32_MAX:
-                raise ConfigError(f"--instances-file: {path}: row {i} has a non-int32 value")
-    return data
 
 
 def tensor_proto(values, dtype: str = "DT_INT32"):
@@ -64,11 +43,10 @@ def tensor_proto(values, dtype: str = "DT_INT32"):
     return tensor
 
 
-def build_payload(
-    instances_file: Path, model_name: str, signature_name: str, input_name: str
-) -> Payload:
-    """Encode the instances once for REST and gRPC."""
-    rows = read_instances(instances_file)
+def build_payload(workload: Workload) -> Payload:
+    """Encode the workload's instances once for REST and gRPC."""
+    rows = read_instances(Path(workload.instances_file), workload.rows_per_request)
+    signature_name, model_name = workload.signature_name, workload.model_name
     body = json.dumps({"signature_name": signature_name, "instances": rows}, separators=(",", ":"))
     try:
         messages = protos.load()
@@ -77,7 +55,7 @@ def build_payload(
     request = messages.PredictRequest()
     request.model_spec.name = model_name
     request.model_spec.signature_name = signature_name
-    request.inputs[input_name].CopyFrom(tensor_proto(rows))
+    request.inputs[workload.input_name].CopyFrom(tensor_proto(rows))
     return Payload(
         rows=len(rows),
         rest_path=f"/v1/models/{quote(model_name, safe='')}:predict",

@@ -1,6 +1,6 @@
 """One load-generating process's part of a run: what it sends, at what pace, what it measured.
 
-A session is made when a test starts (in a single process, or on each worker for its share of
+A run state is made when a test starts (in a single process, or on each worker for its share of
 the run) and is what the users of that process ask for their next send. It knows no Locust
 internals, so its arithmetic is testable on its own; the plugin feeds it request events.
 """
@@ -10,12 +10,12 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 
-from tfsload.arrival import ArrivalSchedule, Lateness
-from tfsload.options import Settings
-from tfsload.payload import Payload
-from tfsload.precise import PreciseStats
-from tfsload.request_count import RequestBudget, split_evenly
-from tfsload.saturation import CpuSampler
+from tfsload.core.run_spec import RunSpec
+from tfsload.generator.arrival import ArrivalSchedule, Lateness
+from tfsload.generator.payload import Payload
+from tfsload.generator.precise import PreciseStats
+from tfsload.generator.request_count import RequestBudget, split_evenly
+from tfsload.generator.saturation import CpuSampler
 
 
 @dataclass(frozen=True)
@@ -35,11 +35,12 @@ class Share:
         return {"warmup": self.warmup, "count": self.count, "rate": self.rate, "sends": self.sends}
 
 
-def split_run(settings: Settings, processes: int) -> list[Share]:
+def split_run(spec: RunSpec, processes: int) -> list[Share]:
     """Divide warm-up, count and rate evenly among ``processes`` generating processes."""
-    warmups = split_evenly(settings.warmup_requests, processes)
-    counts = split_evenly(settings.request_count, processes)
-    rate = settings.arrival_rate / processes
+    load = spec.load
+    warmups = split_evenly(load.warmup_requests, processes)
+    counts = split_evenly(load.request_count, processes)
+    rate = load.arrival_rate / processes
     return [Share(warmup, count, rate) for warmup, count in zip(warmups, counts, strict=True)]
 
 
@@ -60,8 +61,8 @@ class Send:
 
 
 @dataclass
-class Session:
-    settings: Settings
+class RunState:
+    spec: RunSpec
     payload: Payload
     share: Share
     endpoints: dict[type, Endpoint]
@@ -70,7 +71,7 @@ class Session:
     def __post_init__(self) -> None:
         self.budget = RequestBudget(self.share.warmup, self.share.count, self.started)
         rate = self.share.rate
-        self.schedule = ArrivalSchedule(rate, self.settings.arrival) if rate > 0 else None
+        self.schedule = ArrivalSchedule(rate, self.spec.load.arrival) if rate > 0 else None
         self.stats = PreciseStats()
         self.cpu = CpuSampler()
         self.stopped = False
@@ -107,7 +108,7 @@ class RunRecord:
     """What a master (or a single process) knows of the whole run while it goes on.
 
     ``stats`` are the precise numbers of all generating processes, ``facts`` their latest
-    :meth:`Session.facts` by process id.
+    :meth:`RunState.facts` by process id.
     """
 
     def __init__(self, stats: PreciseStats | None = None) -> None:
@@ -117,14 +118,14 @@ class RunRecord:
         self.stopped: float | None = None
 
 
-_current: Session | None = None
+_current: RunState | None = None
 
 
-def current() -> Session | None:
-    """The session of this process's running test, if it has one."""
+def current() -> RunState | None:
+    """The run state of this process's running test, if it has one."""
     return _current
 
 
-def activate(session: Session | None) -> None:
+def activate(state: RunState | None) -> None:
     global _current
-    _current = session
+    _current = state

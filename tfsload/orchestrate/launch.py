@@ -8,9 +8,7 @@ terminal reaches only the runner, which then stops everything in order.
 
 from __future__ import annotations
 
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,12 +18,12 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from standin.config_files import read_metrics_path
-from tfsload.errors import ConfigError
-from tfsload.experiment import ExperimentTarget, Model
-from tfsload.probe import ServerInfo, model_status
-from tfsload.targets import Target
+from tfsload.core.errors import ConfigError
+from tfsload.core.processes import free_port, log_tail
+from tfsload.core.targets import Target
+from tfsload.orchestrate.experiment import ExperimentTarget, Model
+from tfsload.orchestrate.probe import ServerInfo, model_status
 
-REPO = Path(__file__).resolve().parents[1]
 START_TIMEOUT_S = 240.0
 STOP_TIMEOUT_S = 30.0
 
@@ -61,13 +59,6 @@ class Launched:
     info: ServerInfo | None = None
 
 
-def free_port() -> int:
-    """A port that was free on 127.0.0.1 a moment ago (the OS picks it)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def flag_value(flags: tuple[str, ...], name: str) -> str | None:
     """The value of ``name`` in ``flags`` (``--name=value`` or ``--name value``), last one wins."""
     value = None
@@ -92,14 +83,6 @@ def metrics_path(flags: tuple[str, ...], cwd: Path) -> str | None:
         return read_metrics_path(str(cwd / config))
     except ConfigError:
         return None  # the server itself will refuse to start and say why
-
-
-def _log_tail(path: Path, lines: int = 5) -> str:
-    try:
-        tail = path.read_text(errors="replace").strip().splitlines()[-lines:]
-    except OSError:
-        return ""
-    return " | ".join(line.strip() for line in tail)
 
 
 def _port_of(address: str) -> int:
@@ -127,16 +110,11 @@ def start_standin(
         grpc=f"127.0.0.1:{grpc_port}",
         metrics=f"{rest}{path}" if path else None,
     )
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
     log_path.parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "ab") as log:
         process = subprocess.Popen(
             command,
             cwd=cwd,
-            env=env,
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -161,7 +139,7 @@ def _wait_available(
             raise LaunchError("interrupted while the stand-in was starting")
         code = launched.process.poll()
         if code is not None:
-            tail = _log_tail(launched.log_path)
+            tail = log_tail(launched.log_path)
             raise LaunchError(f"stand-in exited with code {code} during start-up: {tail}")
         info = model_status(launched.target.rest, model_name, timeout=2.0)
         if info.error is None:

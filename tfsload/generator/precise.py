@@ -25,12 +25,12 @@ from dataclasses import dataclass, field
 import numpy as np
 from hdrh.histogram import HdrHistogram
 
+from tfsload.core.percentiles import PERCENTILES
+
 LOWEST_US = 1
 HIGHEST_US = 3_600_000_000  # one hour: anything longer is clamped
 DIGITS = 3
 TIMELINE_DIGITS = 2  # per-second points need less precision and are kept for the whole run
-PERCENTILES = (("p50_ms", 50.0), ("p90_ms", 90.0), ("p95_ms", 95.0), ("p99_ms", 99.0),
-               ("p999_ms", 99.9))  # fmt: skip
 TOTAL_NAME = "Aggregated"
 FLUSH_AT = 4096  # pending latencies per histogram before they are added in bulk
 
@@ -137,15 +137,15 @@ class Entry:
         self.flush()
         ok = self.count - self.failures
         latencies: dict[str, float | None] = {"min_ms": None, "mean_ms": None}
-        latencies.update({key: None for key, _ in PERCENTILES})
+        latencies.update({p.key: None for p in PERCENTILES})
         latencies["max_ms"] = None
         if ok:
-            values = self.histogram.get_percentile_to_value_dict([p for _, p in PERCENTILES])
+            values = self.histogram.get_percentile_to_value_dict([p.percent for p in PERCENTILES])
             latencies["min_ms"] = _ms(self.min_us)
             latencies["mean_ms"] = _ms(self.sum_us / ok)
-            for key, percentile in PERCENTILES:
+            for p in PERCENTILES:
                 # A histogram bucket's upper edge can lie past the exact maximum: clamp to it.
-                latencies[key] = _ms(min(max(values[percentile], self.min_us), self.max_us))
+                latencies[p.key] = _ms(min(max(values[p.percent], self.min_us), self.max_us))
             latencies["max_ms"] = _ms(self.max_us)
         per_second = 1 / wall_time_s if wall_time_s > 0 else 0.0
         return {

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from tfsload.errors import ConfigError
+from tfsload.core.errors import ConfigError
 
 DEFAULT_TARGETS_FILE = Path(__file__).resolve().parents[1] / "configs" / "targets.toml"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")

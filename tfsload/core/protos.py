@@ -1,11 +1,13 @@
 """TF Serving's request and response messages without importing TensorFlow.
 
 ``tensorflow-serving-api``'s generated modules import ``tensorflow`` (3.4 s and 560 MB per
-process), which every Locust worker would pay just to serialise a PredictRequest. Instead,
-``python -m tfsload.protos build PATH`` runs once at install time, where TensorFlow is present,
-and saves the file descriptors of the few API files the client uses as a ``FileDescriptorSet``.
-Load-generating processes then build the message classes from that set with protobuf alone, in
-a private descriptor pool (so they never clash with TensorFlow's own classes if both are loaded).
+process), which every Locust worker would pay just to serialise a PredictRequest. Instead, the
+file descriptors of the few API files the client uses are shipped in this package as a
+``FileDescriptorSet`` (``tfserving_descriptors.binpb``, written by ``python -m
+tfsload.core.protos build PATH`` where ``tensorflow-serving-api`` is installed, and checked
+against it by tests/test_protos.py). Load-generating processes build the message classes from
+that set with protobuf alone, in a private descriptor pool (so they never clash with
+TensorFlow's own classes if both are loaded).
 """
 
 from __future__ import annotations
@@ -13,11 +15,12 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from pathlib import Path
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
-DEFAULT_PATH = Path(__file__).parent / "_generated" / "tfserving_descriptors.binpb"
+DEFAULT_PATH = Path(str(resources.files("tfsload.core") / "tfserving_descriptors.binpb"))
 
 # The API file whose messages the client sends or reads; its imports come along.
 API_MODULES = ("tensorflow_serving.apis.prediction_service_pb2",)
@@ -68,8 +71,8 @@ def load(path: Path = DEFAULT_PATH) -> Messages:
         fds = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
     except FileNotFoundError:
         raise RuntimeError(
-            f"{path} is missing: run `make setup` (or `python -m tfsload.protos build {path}` "
-            "where tensorflow-serving-api is installed)"
+            f"{path} is missing: the tfsload package is incomplete (`python -m "
+            f"tfsload.core.protos build {path}` where tensorflow-serving-api is installed)"
         ) from None
     pool = descriptor_pool.DescriptorPool()
     for file_proto in fds.file:
@@ -97,10 +100,10 @@ def dtype_number(name: str) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2 or argv[0] != "build":
-        print("usage: python -m tfsload.protos build PATH", file=sys.stderr)
+        print("usage: python -m tfsload.core.protos build PATH", file=sys.stderr)
         return 2
     count = build(Path(argv[1]))
-    print(f"tfsload.protos: wrote {count} file descriptors to {argv[1]}")
+    print(f"tfsload.core.protos: wrote {count} file descriptors to {argv[1]}")
     return 0
 
 
