@@ -39,7 +39,6 @@ def add_options(parser: Any) -> None:
     # This project binds to loopback unless asked otherwise; Locust's own defaults are all
     # interfaces. LOCUST_WEB_HOST / --web-host and --master-bind-host still override these.
     parser.set_defaults(web_host="127.0.0.1", master_bind_host="127.0.0.1")
-    group = parser.add_argument_group("tfsload", "TF Serving load-test settings")
     for _section, spec_field in run_spec.option_fields():
         meta = spec_field.metadata
         flag = meta["flag"]
@@ -50,15 +49,15 @@ def add_options(parser: Any) -> None:
             kwargs.update(default=spec_field.default)
             if meta["choices"]:
                 kwargs["choices"] = meta["choices"]
-        group.add_argument(flag, env_var=env_var(flag), include_in_web_ui=meta["ui"], **kwargs)
-    group.add_argument(
+        parser.add_argument(flag, env_var=env_var(flag), include_in_web_ui=meta["ui"], **kwargs)
+    parser.add_argument(
         "--run-spec",
         env_var=env_var("--run-spec"),
         include_in_web_ui=False,
         default="",
         help="a tfsload-run-spec/1 JSON file: the whole run (the runner writes one per cell)",
     )
-    group.add_argument(
+    parser.add_argument(
         "--targets-file",
         env_var=TARGETS_FILE_ENV,
         include_in_web_ui=False,
