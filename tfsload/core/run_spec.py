@@ -78,8 +78,30 @@ class Workload:
         flag="--rows-per-request",
         minimum=0,
     )
+
+
+@dataclass(frozen=True)
+class Transport:
+    """How requests travel: time limits (and, per deployment, security and headers).
+
+    Every request has a time limit: a server that accepts connections and never answers must
+    show up as failed requests, never as a quiet run. The defaults fit inference calls.
+    """
+
     grpc_timeout_s: float = setting(
         10.0, "deadline of each gRPC call, seconds", flag="--grpc-timeout", minimum=0.001
+    )
+    rest_connect_timeout_s: float = setting(
+        3.0,
+        "time to open a REST connection, seconds",
+        flag="--rest-connect-timeout",
+        minimum=0.001,
+    )
+    rest_timeout_s: float = setting(
+        10.0,
+        "time to wait for each REST answer once sent, seconds",
+        flag="--rest-timeout",
+        minimum=0.001,
     )
 
 
@@ -186,6 +208,7 @@ _KIND_WORDS = {bool: "must be true or false", int: "must be an integer", float: 
 
 SECTIONS: dict[str, type] = {
     "workload": Workload,
+    "transport": Transport,
     "load": LoadShape,
     "checks": Checks,
     "target": TargetAddress,
@@ -198,6 +221,7 @@ class RunSpec:
     """Everything tfsload needs to know about one load run, validated."""
 
     workload: Workload = field(default_factory=Workload)
+    transport: Transport = field(default_factory=Transport)
     load: LoadShape = field(default_factory=LoadShape)
     checks: Checks = field(default_factory=Checks)
     target: TargetAddress = field(default_factory=TargetAddress)

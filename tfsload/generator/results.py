@@ -75,6 +75,7 @@ def build_results(
     )
     passed = (
         all(check.passed for check in checks)
+        and total["count"] > 0
         and total["failures"] == 0
         and not (spec.checks.fail_on_saturation and generator["saturated"])
     )
@@ -99,10 +100,15 @@ def build_results(
 
 
 def exit_code(results: dict, fail_on_saturation: bool) -> int | None:
-    """3 when a threshold failed, 4 when saturated with ``--fail-on-saturation``, else None.
+    """1 when no request completed, 3 when a threshold failed, 4 when saturated with
+    ``--fail-on-saturation``, else None.
 
-    None leaves the decision to Locust: ``--exit-code-on-error`` if requests failed, else 0.
+    A run that measured nothing (a server that accepts connections and never answers, or one
+    that is down while calls wait for their deadline) is never a pass. None leaves the decision
+    to Locust: ``--exit-code-on-error`` if requests failed, else 0.
     """
+    if results["total"]["count"] == 0:
+        return 1
     if not all(check["passed"] for check in results["thresholds"]):
         return 3
     if fail_on_saturation and results["generator_saturated"]:
@@ -182,9 +188,16 @@ def summary_text(results: dict) -> str:
 
 
 def failed_check_lines(results: dict) -> list[str]:
-    """One line per failed threshold."""
-    return [
+    """One line per failed threshold, and one when no request completed at all."""
+    lines = []
+    if results["total"]["count"] == 0:
+        lines.append(
+            "tfsload: no request completed: the server never answered within the time limits "
+            "(--rest-timeout, --grpc-timeout), or the run ended first"
+        )
+    lines += [
         f"tfsload: threshold failed: {CheckResult(**check).describe()}"
         for check in results["thresholds"]
         if not check["passed"]
     ]
+    return lines

@@ -24,7 +24,6 @@ import grpc
 import grpc.experimental.gevent
 from geventhttpclient import HTTPClient
 from locust import User, constant, task
-from locust.contrib.fasthttp import FastHttpUser
 
 from tfsload.core import protos
 from tfsload.core.errors import ConfigError
@@ -138,32 +137,26 @@ def wait_until(intended: float) -> None:
         gevent.sleep(whole_ms / 1000)
 
 
-class RestUser(FastHttpUser, PredictUser):
+class RestUser(PredictUser):
     """POST /v1/models/<model>:predict with the pre-encoded JSON body.
 
-    Predict calls go over a keep-alive connection of the user's own (geventhttpclient's
-    HTTPClient, the library under FastHttpUser) rather than through ``self.client``: the request
-    never changes, so FastHttpSession's per-request work (URL parsing, cookies, redirects, a
-    context manager) would only cost generator CPU. ``self.client`` stays for subclasses' tasks.
+    Each user keeps one keep-alive connection (geventhttpclient's HTTPClient, the library under
+    Locust's FastHttpUser) and sends the prepared bytes over it: the request never changes, so
+    a general session's per-request work (URL parsing, cookies, redirects) would only cost
+    generator CPU. Connect and read time limits come from the run's transport settings.
     """
 
     abstract = False
     protocol = "rest"
     http: HTTPClient | None = None
 
-    def __init__(self, environment) -> None:
-        # FastHttpUser insists on a host; the address comes from endpoint() in on_start instead.
-        if self.host is None:
-            self.host = ""
-        super().__init__(environment)
-
     def connect(self, address: str) -> None:
+        transport = self.state.spec.transport
         self.http = HTTPClient.from_url(
             address,
             concurrency=1,
-            connection_timeout=self.connection_timeout,
-            network_timeout=self.network_timeout,
-            insecure=self.insecure,
+            connection_timeout=transport.rest_connect_timeout_s,
+            network_timeout=transport.rest_timeout_s,
         )
 
     def on_stop(self) -> None:
@@ -214,7 +207,7 @@ class GrpcUser(PredictUser):
         run = self.state
         started = time.perf_counter()
         try:
-            reply = self.call(run.payload.grpc_request, timeout=run.spec.workload.grpc_timeout_s)
+            reply = self.call(run.payload.grpc_request, timeout=run.spec.transport.grpc_timeout_s)
         except grpc.RpcError as error:
             ended = time.perf_counter()
             code = error.code() if callable(getattr(error, "code", None)) else None
