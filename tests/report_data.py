@@ -12,6 +12,7 @@ import random
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tfsload.core import run_spec
 from tfsload.generator.precise import PreciseStats
 
 ROWS = 5
@@ -104,10 +105,16 @@ def metrics_page(requests: int, batches: list[int]) -> str:
 
 
 def make_results(
-    out: Path, cells: list[FakeCell], status: str = "complete", thresholds: dict | None = None
+    out: Path,
+    cells: list[FakeCell],
+    status: str = "complete",
+    thresholds: dict | None = None,
+    fail_on_saturation: bool = True,
 ) -> Path:
     """Write run.json and every cell's raw files under ``out``; returns ``out``."""
     out.mkdir(parents=True, exist_ok=True)
+    checks = {"fail_on_saturation": fail_on_saturation, **(thresholds or {})}
+    spec = run_spec.from_values({"load": {"users": 10, "request_count": 2000}, "checks": checks})
     run = {
         "format": "tfsload-run/1",
         "status": status,
@@ -116,8 +123,8 @@ def make_results(
             "description": "report test",
             "protocols": sorted({c.protocol for c in cells}),
             "load": {"users": 10, "requests": 2000},
-            "thresholds": {"fail_on_saturation": False, **(thresholds or {})},
         },
+        "spec": spec.to_dict(),
         "model": {
             "name": "model",
             "rows_per_request": ROWS,

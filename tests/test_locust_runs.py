@@ -382,3 +382,59 @@ def test_list_shows_one_class_per_target_and_protocol(tmp_path):
         env={**clean_env(), "LOCUST_TARGETS_FILE": str(targets)},
     )  # fmt: skip
     assert sorted(done.stdout.split()[2:]) == ["EdgeBoxGrpc", "GrpcUser", "RestUser"]
+
+
+def test_run_time_counts_from_the_end_of_set_up(tmp_path, target):
+    """-t 3s gives three seconds of load: set-up (encoding the requests) is not taken from it."""
+    run = run_locust(
+        tmp_path, "GrpcUser", "-H", target["grpc"], "--instances-file", target["instances"],
+        "-u", "2", "-r", "2", "-t", "3s",
+    )  # fmt: skip
+    assert run.code == 0, run.stderr[-3000:]
+    assert 2.9 <= run.precise["wall_time_s"] < 10
+    assert run.precise["timeline"][-1]["t"] >= 2.9
+
+
+def write_spec(path: Path, **sections: dict) -> Path:
+    from tfsload.core import run_spec
+
+    run_spec.from_values(sections).write(path)
+    return path
+
+
+@pytest.mark.parametrize("fail_on_saturation", [True, False])
+def test_a_run_spec_file_is_the_whole_run_and_saturation_fails_it_only_when_asked(
+    tmp_path, target, fail_on_saturation
+):
+    """What the runner does per cell: every tfsload setting and the load come from the file."""
+    out = tmp_path / "out"
+    spec = write_spec(
+        tmp_path / "run-spec.json",
+        workload={"instances_file": target["instances"]},
+        load={"users": 2, "spawn_rate": 2, "run_time_s": 30, "request_count": 60},
+        checks={"fail_on_saturation": fail_on_saturation, "saturation_cpu_percent": 0.001},
+        target={"name": "spec", "rest": target["rest"]},
+        outputs={"precise_json": str(out / "precise.json"), "html": str(out / "locust.html")},
+    )
+    done = subprocess.run(
+        locust_command("--headless", "--only-summary", "--run-spec", str(spec), "RestUser"),
+        cwd=tmp_path, env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == (4 if fail_on_saturation else 0), done.stderr[-3000:]
+    precise = json.loads((out / "precise.json").read_text())
+    assert precise["total"]["count"] == 60 and precise["entries"][0]["name"] == "spec rest"
+    assert precise["generator_saturated"] and precise["passed"] is not fail_on_saturation
+    assert (out / "locust.html").exists()
+
+
+def test_a_bad_run_spec_is_one_line_and_exit_2(tmp_path):
+    spec = tmp_path / "run-spec.json"
+    spec.write_text(json.dumps({"format": "tfsload-run-spec/1", "load": {"users": -1}}))
+    done = subprocess.run(
+        locust_command("--headless", "--run-spec", str(spec), "RestUser"), cwd=tmp_path,
+        env=clean_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2
+    (line,) = tfsload_lines(done.stderr)
+    assert line == f"tfsload: --run-spec: {spec}: load.users: must be at least 0, got -1"

@@ -167,6 +167,15 @@ def test_verdicts_thresholds_errors_and_saturation(tmp_path):
     assert any("saturated in busy-grpc" in line for line in summary["findings"])
 
 
+def test_a_saturated_generator_fails_a_cell_only_when_the_experiment_says_so(tmp_path):
+    """[thresholds] fail_on_saturation = false: the finding stays, the verdict is PASS."""
+    cells = [FakeCell("busy", "grpc", latencies(2.0), saturated=True)]
+    summary = write_report(make_results(tmp_path, cells, fail_on_saturation=False))
+    (cell,) = summary["cells"]
+    assert cell["saturated"] and cell["verdict"] == "PASS"
+    assert any("saturated in busy-grpc" in line for line in summary["findings"])
+
+
 def test_findings_state_measured_differences(results):
     summary = write_report(results)
     by_id = {c["id"]: c for c in summary["cells"]}

@@ -12,8 +12,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from tfsload.core import run_spec
+from tfsload.core.errors import ConfigError
 from tfsload.core.percentiles import KEYS as PERCENTILES
-from tfsload.core.thresholds import CheckResult, Threshold, evaluate
+from tfsload.core.run_spec import Checks
+from tfsload.core.thresholds import CheckResult, evaluate
 from tfsload.report.server_metrics import MetricsError, delta
 
 SUMMARY_FORMAT = "tfsload-summary/1"
@@ -49,24 +52,26 @@ def _server_metrics(cell_dir: Path, model: dict) -> dict | None:
         return {"error": str(exc)}
 
 
-def verdict(cell: dict) -> str:
-    """PASS, or FAIL with every reason (thresholds, saturation, errors), or the cell's status."""
+def verdict(cell: dict, fail_on_saturation: bool) -> str:
+    """PASS, or FAIL with every reason (thresholds, saturation when the experiment says it
+    fails a cell, errors), or the cell's status. A saturated generator that does not fail the
+    cell is still reported among the findings."""
     if cell["status"] != "ok":
         return cell["status"].upper().replace("_", " ")
     checks = [CheckResult(**t) for t in cell.get("thresholds", [])]
     problems = [c.describe() for c in checks if not c.passed]
-    if cell.get("saturated"):
+    if cell.get("saturated") and fail_on_saturation:
         problems.append("generator saturated")
     if cell.get("failures") and not any(c.check == "fail_ratio" for c in checks):
         problems.append(f"{cell['failures']} errors")
     return "FAIL: " + "; ".join(problems) if problems else "PASS"
 
 
-def summarize_cell(cell_dir: Path, cell_id: str, model: dict, limits: dict) -> dict:
+def summarize_cell(cell_dir: Path, cell_id: str, model: dict, checks: Checks) -> dict:
     """One cell's row: status, client numbers (precise JSON), server numbers (metrics delta).
 
-    Thresholds (``limits``: check name -> limit) are evaluated here on the precise totals, with
-    the same code the Locust plugin uses, so a re-rendered report judges cells the same way.
+    The experiment's ``checks`` are evaluated here on the precise totals, with the same code the
+    Locust plugin uses, so a re-rendered report judges cells the same way.
     """
     record = _read_json(cell_dir / "cell.json") or {
         "id": cell_id,
@@ -107,9 +112,7 @@ def summarize_cell(cell_dir: Path, cell_id: str, model: dict, limits: dict) -> d
             generator_cpu_percent_max=generator.get("cpu_percent_max"),
             saturated=bool(precise.get("generator_saturated", generator.get("saturated"))),
             arrival=precise.get("arrival"),
-            thresholds=[
-                c.to_dict() for c in evaluate([Threshold(k, v) for k, v in limits.items()], total)
-            ],
+            thresholds=[c.to_dict() for c in evaluate(checks.thresholds, total)],
             failure_kinds=precise.get("failures", []),
             timeline=[t for t in precise.get("timeline", []) if t.get("name") == "Aggregated"],
         )
@@ -124,7 +127,7 @@ def summarize_cell(cell_dir: Path, cell_id: str, model: dict, limits: dict) -> d
     served = ((metrics or {}).get("requests") or {}).get("total")
     cpu = cell["server_cpu_s"]
     cell["server_cpu_ms_per_request"] = round(1000 * cpu / served, 3) if cpu and served else None
-    cell["verdict"] = verdict(cell)
+    cell["verdict"] = verdict(cell, checks.fail_on_saturation)
     cell["artifacts"] = sorted(
         str(p.relative_to(cell_dir.parent.parent)) for p in cell_dir.glob("*") if p.is_file()
     )
@@ -223,19 +226,23 @@ def findings(cells: list[dict], rows_per_request: int | None) -> list[str]:
     return lines
 
 
+def run_checks(run: dict) -> Checks:
+    """The checks every cell of a run is judged by, from its run spec (``run.json``)."""
+    try:
+        return run_spec.from_dict(run["spec"]).checks
+    except (KeyError, ConfigError) as exc:
+        raise ResultsError(f"run.json: no valid run spec ({exc})") from None
+
+
 def build_summary(out: Path) -> dict:
     """The whole summary of a results directory (see the module docstring)."""
     run = _read_json(out / "run.json")
     if run is None:
         raise ResultsError(f"{out}: no run.json, not a tfsload results directory")
     model = run.get("model", {})
-    limits = {
-        k: v
-        for k, v in run.get("experiment", {}).get("thresholds", {}).items()
-        if k != "fail_on_saturation"
-    }
+    checks = run_checks(run)
     cells = [
-        summarize_cell(out / "cells" / cid, cid, model, limits) for cid in run.get("cells", [])
+        summarize_cell(out / "cells" / cid, cid, model, checks) for cid in run.get("cells", [])
     ]
     kinds = sorted({c["server_kind"] for c in cells if c["server_kind"] != "unknown"})
     return {
