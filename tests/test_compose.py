@@ -54,6 +54,12 @@ ENTRYPOINT_FLAGS = (
     "--model_base_path=/models/model",
 )
 BATCHING_FLAGS = ("--enable_batching", "--batching_parameters_file")
+# Each GPU service's device id comes from its own variable (default GPU 0 for both).
+GPU_DEVICE_VARIABLES = {
+    "tfs-gpu-batching": "TFSLOAD_TFS_GPU_BATCHING_DEVICE",
+    "tfs-gpu": "TFSLOAD_TFS_GPU_DEVICE",
+}
+GPU_MEMORY_FLAG = "--per_process_gpu_memory_fraction"
 COMMON_FLAGS = {
     "--grpc_max_threads": "1000",
     "--monitoring_config_file": "/configs/monitoring.cfg",
@@ -70,9 +76,52 @@ def dump_yaml(data: dict, path: Path) -> None:
     YAML(typ="safe").dump(data, path)
 
 
+# Compose's interpolation: ``$$``, ``${NAME}``, ``${NAME:-default}``, ``${NAME-default}``, ...
+VARIABLE = re.compile(r"\$(?:\$|\{(?P<name>\w+)(?P<op>:?-)?(?P<default>[^}]*)\})")
+
+
+def variables(value) -> list[re.Match]:
+    """Every ``${...}`` in the strings of a parsed compose file."""
+    if isinstance(value, dict):
+        return [m for v in value.values() for m in variables(v)]
+    if isinstance(value, list):
+        return [m for v in value for m in variables(v)]
+    if isinstance(value, str):
+        return [m for m in VARIABLE.finditer(value) if m["name"]]
+    return []
+
+
+def with_defaults(value):
+    """A parsed compose file as Compose reads it with none of its variables set.
+
+    The contract below is the one users get without setting anything; a variable without a
+    default fails here.
+    """
+    if isinstance(value, dict):
+        return {key: with_defaults(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [with_defaults(v) for v in value]
+    if isinstance(value, str):
+
+        def default(match: re.Match) -> str:
+            if not match["name"]:
+                return "$"
+            assert match["op"], f"{match[0]}: a variable without a default"
+            return match["default"]
+
+        return VARIABLE.sub(default, value)
+    return value
+
+
 @pytest.fixture(scope="module")
-def compose() -> dict:
+def raw_compose() -> dict:
+    """compose.yaml with its ``${...}`` variables as written."""
     return load_yaml(COMPOSE)
+
+
+@pytest.fixture(scope="module")
+def compose(raw_compose) -> dict:
+    return with_defaults(raw_compose)
 
 
 @pytest.fixture(scope="module")
@@ -233,10 +282,40 @@ def test_gpu_reservations_only_on_the_gpu_services(services):
     for name, service in services.items():
         devices = gpu_devices(service)
         if name in GPU_SERVICES:
-            assert devices == [{"driver": "nvidia", "count": 1, "capabilities": ["gpu"]}], name
+            assert devices == [
+                {"driver": "nvidia", "device_ids": ["0"], "capabilities": ["gpu"]}
+            ], name
         else:
             assert not devices, name
         assert "gpus" not in service, name
+
+
+def test_each_gpu_service_takes_its_device_id_from_its_own_variable(raw_compose):
+    for name, variable in GPU_DEVICE_VARIABLES.items():
+        (device,) = gpu_devices(raw_compose["services"][name])
+        assert device["device_ids"] == [f"${{{variable}:-0}}"], name
+
+
+def test_gpu_services_bound_their_memory_so_two_fit_on_one_gpu(services):
+    """TensorFlow maps nearly all of a GPU's memory at start; by default both GPU services get
+    GPU 0, so each must take less than half of it."""
+    fractions = {}
+    for name in TFSERVING:
+        flags = flag_map(services[name]["command"])
+        if name in GPU_SERVICES:
+            fractions[name] = float(flags[GPU_MEMORY_FLAG])
+        else:
+            assert GPU_MEMORY_FLAG not in flags, name
+    assert set(fractions) == GPU_SERVICES, fractions
+    assert all(f > 0 for f in fractions.values()) and sum(fractions.values()) < 1, fractions
+
+
+def test_every_variable_has_a_default_and_the_tfsload_prefix(raw_compose):
+    found = variables(raw_compose)
+    assert found
+    for match in found:
+        assert match["op"] == ":-" and match["default"], match[0]
+        assert match["name"].startswith("TFSLOAD_"), match[0]
 
 
 def test_batching_flags_only_on_tfs_gpu_batching(services):
@@ -379,17 +458,26 @@ def test_model_export_skips_an_existing_export(tmp_path, services):
 # ---- the Locust image ------------------------------------------------------------------------
 
 
-def dockerfile_stages(path: Path) -> list[list[dict]]:
-    """The instructions of each build stage, in order (comments left out)."""
+def dockerfile_stages(path: Path) -> tuple[dict[str, str], list[list[dict]]]:
+    """The build arguments declared before the first FROM ({name: default}) and the
+    instructions of each build stage, in order (comments left out)."""
+    arguments: dict[str, str] = {}
     stages: list[list[dict]] = []
     with path.open("rb") as dockerfile:
         structure = DockerfileParser(fileobj=dockerfile).structure
     for instruction in structure:
-        if instruction["instruction"] == "FROM":
+        kind = instruction["instruction"]
+        if kind == "COMMENT":
+            continue
+        if kind == "FROM":
             stages.append([])
-        if instruction["instruction"] != "COMMENT":
+        if stages:
             stages[-1].append(instruction)
-    return stages
+        else:
+            assert kind == "ARG", f"{kind} before the first FROM"
+            name, _, default = instruction["value"].partition("=")
+            arguments[name] = default
+    return arguments, stages
 
 
 def normalise(requirement: str) -> str:
@@ -413,8 +501,11 @@ def read_requirements(path: Path) -> set[str]:
 class Stage:
     """One build stage, replayed: where its COPY instructions put repository files."""
 
-    def __init__(self, instructions: list[dict], context: Path):
-        self.base, _, self.name = instructions[0]["value"].partition(" AS ")
+    def __init__(self, instructions: list[dict], context: Path, arguments: dict[str, str]):
+        base, _, self.name = instructions[0]["value"].partition(" AS ")
+        # The base image as written (``${PYTHON_IMAGE}``) and with the arguments' defaults.
+        self.base_written = base
+        self.base = re.sub(r"\$\{(\w+)\}", lambda m: arguments[m[1]], base)
         self.workdir = PurePosixPath("/")
         self.copies: dict[PurePosixPath, Path] = {}  # image path -> repository path
         self.from_stage: list[tuple[str, PurePosixPath, PurePosixPath]] = []
@@ -469,8 +560,13 @@ class Stage:
 def image_build(services) -> dict:
     build = services["locust-master"]["build"]
     context = (REPO / build["context"]).resolve()
-    stages = [Stage(s, context) for s in dockerfile_stages(context / build["dockerfile"])]
-    return {"context": context, "stages": stages, "build": build}
+    arguments, stages = dockerfile_stages(context / build["dockerfile"])
+    return {
+        "context": context,
+        "stages": [Stage(s, context, arguments) for s in stages],
+        "build": build,
+        "arguments": arguments,
+    }
 
 
 def test_the_locust_image_installs_exactly_the_client_requirements(image_build):
@@ -485,6 +581,26 @@ def test_the_locust_image_installs_exactly_the_client_requirements(image_build):
 def test_every_base_image_is_pinned(image_build):
     for stage in image_build["stages"]:
         assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*", stage.base), stage.base
+
+
+def test_base_images_are_build_arguments_compose_passes_from_the_environment(
+    image_build, raw_compose
+):
+    """Users get the Dockerfile's defaults (the registry images); CI names local ones through
+    TFSLOAD_<ARGUMENT> (.ci/docker-engine's images.env)."""
+    arguments = image_build["arguments"]
+    assert {stage.base_written for stage in image_build["stages"]} == {
+        f"${{{name}}}" for name in arguments
+    }
+    build = raw_compose["services"]["locust-master"]["build"]
+    assert build["args"] == {
+        name: f"${{TFSLOAD_{name}:-{default}}}" for name, default in arguments.items()
+    }
+    assert raw_compose["services"]["model-export"]["build"]["args"] == build["args"]
+    # BuildKit would fetch a `# syntax=` frontend from the registry; the classic builder is used
+    # where there is none.
+    dockerfile = (image_build["context"] / build["dockerfile"]).read_text()
+    assert not re.search(r"(?m)^#\s*syntax\s*=", dockerfile)
 
 
 def test_the_locust_image_gets_the_descriptors_its_stage_builds(image_build, services):
@@ -539,6 +655,34 @@ def test_docker_compose_accepts_the_file(path):
     assert result.returncode == 0, result.stderr
 
 
+def test_docker_compose_takes_the_images_and_gpus_from_the_environment(services):
+    """Compose itself, given the variables, puts them where the contract above expects."""
+    reason = docker_missing("compose", "version")
+    if reason:
+        pytest.skip(f"{reason}: Compose's own parser cannot run")
+    chosen = {
+        "TFSLOAD_TFS_GPU_BATCHING_DEVICE": "1",
+        "TFSLOAD_TFS_GPU_DEVICE": "2",
+        "TFSLOAD_GPU_MEMORY_FRACTION": "0.9",
+        "TFSLOAD_PYTHON_IMAGE": "example.test/python:1.0.0",
+        "TFSLOAD_LOCUST_IMAGE": "example.test/locust:1.0.0",
+        "TFSLOAD_PROMETHEUS_IMAGE": "example.test/prometheus:1.0.0",
+    }
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFSLOAD_")} | chosen
+    result = run("docker", "compose", "--profile", "metrics", "config", "--format", "json", env=env)
+    assert result.returncode == 0, result.stderr
+    resolved = json.loads(result.stdout)["services"]
+    for name, variable in GPU_DEVICE_VARIABLES.items():
+        assert gpu_devices(resolved[name])[0]["device_ids"] == [chosen[variable]]
+        assert flag_map(resolved[name]["command"])[GPU_MEMORY_FLAG] == "0.9"
+    for name in ("model-export", "locust-master", "locust-worker"):
+        assert resolved[name]["build"]["args"] == {
+            "PYTHON_IMAGE": chosen["TFSLOAD_PYTHON_IMAGE"],
+            "LOCUST_IMAGE": chosen["TFSLOAD_LOCUST_IMAGE"],
+        }
+    assert resolved["prometheus"]["image"] == chosen["TFSLOAD_PROMETHEUS_IMAGE"]
+
+
 def test_docker_checks_the_dockerfile():
     reason = docker_missing("info") or docker_missing("buildx", "version")
     if reason:
@@ -567,7 +711,7 @@ def server_setups() -> list[tuple[str, ...]]:
 
     Services in one group would start the same server here, so each group starts one.
     """
-    services = load_yaml(COMPOSE)["services"]
+    services = with_defaults(load_yaml(COMPOSE))["services"]
     groups: dict[str, list[str]] = {}
     for name in TFSERVING:
         setup = {key: services[name][key] for key in ("command", "volumes", "healthcheck")}
