@@ -1,13 +1,15 @@
 """report.md, report.html (self-contained, plots embedded as base64 PNG) and the terminal table.
 
 All three take the summary dict and format numbers through ``tfsload.report.table``, so they
-can never disagree with summary.json or with each other.
+can never disagree with summary.json or with each other. The Markdown and HTML layouts are
+Jinja2 templates (``templates/``) filled from one context; HTML escaping is Jinja2's.
 """
 
 from __future__ import annotations
 
 import base64
-import html
+
+import jinja2
 
 from tfsload.core.thresholds import CheckResult
 from tfsload.report.plots import PLOTS
@@ -89,95 +91,71 @@ def client_details(cell: dict) -> list[str]:
     return lines
 
 
+def _context(summary: dict, plots: list[dict]) -> dict:
+    """Everything both templates show, formatted once."""
+    rows_per_request = summary.get("model", {}).get("rows_per_request")
+    cells = []
+    for cell in summary["cells"]:
+        row = cell_row(cell, rows_per_request)
+        cells.append(
+            {
+                "id": cell["id"],
+                "server": server_name(cell),
+                "row": row,
+                "passed": row[-1] == "PASS",
+                "problem": f"{cell['status']}: {cell['reason']}" if cell["status"] != "ok" else "",
+                "details": client_details(cell) + server_details(cell),
+                "locust_reports": [a for a in cell.get("artifacts", []) if a.endswith(".html")],
+            }
+        )
+    targets = [
+        {
+            "name": name,
+            "label": t.get("label") or "",
+            "launched": bool(t.get("launch")),
+            "flags": " ".join(t.get("flags") or []),
+        }
+        for name, t in summary.get("targets", {}).items()
+    ]
+    return {
+        "title": _title(summary),
+        "partial": summary["status"] == "partial",
+        "description": summary.get("experiment", {}).get("description"),
+        "facts": header_facts(summary),
+        "findings": summary["findings"],
+        "headers": HEADERS,
+        "cells": cells,
+        "targets": targets,
+        "plots": plots,
+    }
+
+
+def _markdown_cell(value: str) -> str:
+    return value.replace("|", "\\|")
+
+
+_TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("tfsload.report", "templates"),
+    autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",)),
+    keep_trailing_newline=True,
+    undefined=jinja2.StrictUndefined,
+)
+_TEMPLATES.filters["md_cell"] = _markdown_cell
+
+
 def render_markdown(summary: dict, plot_files: dict[str, str]) -> str:
     """report.md: header facts, findings, the cell table, per-cell details, plot links."""
-    rows_per_request = summary.get("model", {}).get("rows_per_request")
-    out = [f"# {_title(summary)}", ""]
-    description = summary.get("experiment", {}).get("description")
-    if description:
-        out += [description, ""]
-    out += [f"- **{label}**: {text}" for label, text in header_facts(summary)] + [""]
-    out += ["## Findings", ""] + [f"- {line}" for line in summary["findings"]] + [""]
-    out += ["## Cells", ""]
-    out.append("| " + " | ".join(HEADERS) + " |")
-    out.append("|" + "|".join("---" for _ in HEADERS) + "|")
-    for cell in summary["cells"]:
-        row = [v.replace("|", "\\|") for v in cell_row(cell, rows_per_request)]
-        out.append("| " + " | ".join(row) + " |")
-    out += ["", "## Targets", ""]
-    for name, t in summary.get("targets", {}).items():
-        flags = f" flags `{' '.join(t['flags'])}`" if t.get("flags") else ""
-        launched = f" (launched by the runner{flags})" if t.get("launch") else ""
-        out.append(f"- **{name}**: {t.get('label')}{launched}")
-    out += ["", "## Plots", ""]
-    out += [f"![{PLOTS[key]}]({path})" for key, path in plot_files.items()]
-    out += ["", "## Details per cell", ""]
-    for cell in summary["cells"]:
-        out += [f"### {cell['id']} ({server_name(cell)})", ""]
-        if cell["status"] != "ok":
-            out += [f"- {cell['status']}: {cell['reason']}"]
-        out += [f"- {line}" for line in client_details(cell) + server_details(cell)]
-        out.append("")
-    return "\n".join(out)
-
-
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }
-table { border-collapse: collapse; font-size: 0.9em; }
-th, td { border: 1px solid #ccc; padding: 0.3em 0.5em; text-align: right; }
-th { background: #f2f2f2; } td:nth-child(-n+3), td:last-child { text-align: left; }
-td.fail { color: #b00020; font-weight: bold; } .partial { color: #b00020; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-"""
+    plots = [{"title": PLOTS[key], "src": path} for key, path in plot_files.items()]
+    return _TEMPLATES.get_template("report.md.j2").render(_context(summary, plots))
 
 
 def render_html(summary: dict, images: dict[str, bytes]) -> str:
     """report.html: the same content as report.md with the plots embedded (no other files)."""
-    e = html.escape
-    rows_per_request = summary.get("model", {}).get("rows_per_request")
-    title = _title(summary)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{e(title)}</title><style>{CSS}</style></head><body>",
-        f'<h1 class="{"partial" if summary["status"] == "partial" else ""}">{e(title)}</h1>',
+    plots = [
+        {"title": PLOTS[key], "src": "data:image/png;base64," + base64.b64encode(png).decode()}
+        for key, png in images.items()
     ]
-    description = summary.get("experiment", {}).get("description")
-    if description:
-        parts.append(f"<p>{e(description)}</p>")
-    parts.append("<ul>")
-    parts += [f"<li><b>{e(label)}</b>: {e(text)}</li>" for label, text in header_facts(summary)]
-    parts += ["</ul>", "<h2>Findings</h2>", "<ul>"]
-    parts += [f"<li>{e(line)}</li>" for line in summary["findings"]]
-    parts += ["</ul>", "<h2>Cells</h2>", '<table id="cells">']
-    parts.append("<tr>" + "".join(f"<th>{e(h)}</th>" for h in HEADERS) + "</tr>")
-    for cell in summary["cells"]:
-        row = cell_row(cell, rows_per_request)
-        tds = [f"<td>{e(v)}</td>" for v in row[:-1]]
-        css = "" if row[-1] == "PASS" else ' class="fail"'
-        tds.append(f"<td{css}>{e(row[-1])}</td>")
-        parts.append(f'<tr data-cell="{e(cell["id"])}">' + "".join(tds) + "</tr>")
-    parts += ["</table>", "<h2>Targets</h2>", "<ul>"]
-    for name, t in summary.get("targets", {}).items():
-        flags = f" flags <code>{e(' '.join(t['flags']))}</code>" if t.get("flags") else ""
-        launched = f" (launched by the runner{flags})" if t.get("launch") else ""
-        parts.append(f"<li><b>{e(name)}</b>: {e(t.get('label') or '')}{launched}</li>")
-    parts += ["</ul>", "<h2>Plots</h2>"]
-    for key, png in images.items():
-        data = base64.b64encode(png).decode()
-        parts.append(f'<img alt="{e(PLOTS[key])}" src="data:image/png;base64,{data}">')
-    parts.append("<h2>Details per cell</h2>")
-    for cell in summary["cells"]:
-        parts.append(f"<h3>{e(cell['id'])} ({e(server_name(cell))})</h3><ul>")
-        if cell["status"] != "ok":
-            parts.append(f"<li>{e(cell['status'])}: {e(str(cell['reason']))}</li>")
-        lines = client_details(cell) + server_details(cell)
-        parts += [f"<li>{e(line)}</li>" for line in lines]
-        links = [a for a in cell.get("artifacts", []) if a.endswith(".html")]
-        parts += [f'<li>Locust report: <a href="{e(a)}">{e(a)}</a></li>' for a in links]
-        parts.append("</ul>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return _TEMPLATES.get_template("report.html.j2").render(_context(summary, plots))
 
 
 def render_terminal(summary: dict) -> str:
