@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 from model_export import ExportError
+from tfsload.core.quiet import import_tensorflow_quietly
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -52,7 +52,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from model_export import data as datasets
     from model_export.export import prepare_target, train_and_export
 
@@ -60,6 +59,7 @@ def main(argv: list[str] | None = None) -> int:
         # Check the destination and the data before paying for TensorFlow's import and training.
         _, staging = prepare_target(args.out, args.model_name, args.version, args.force)
         staging.rmdir()
+        import_tensorflow_quietly()  # TFSLOAD_TF_LOGS=1 shows TensorFlow's start-up lines
         dataset = datasets.load(args.data, args.imdb_npz, args.seed, args.samples)
         result = train_and_export(
             dataset,
