@@ -202,6 +202,16 @@ class Outputs:
         "", "write the precise results to this JSON file", flag="--precise-json", ui=False
     )
     html: str = setting("", "Locust's HTML report; empty: Locust's --html")
+    windows_json: str = setting(
+        "",
+        "keep rewriting this JSON file with the finished measurement windows (counts, p50/p99, "
+        "histograms), for deciding while the run goes on whether the load is stable",
+        flag="--windows-json",
+        ui=False,
+    )
+    window_s: float = setting(
+        5.0, "length of a measurement window, seconds", flag="--window-s", ui=False, minimum=0.5
+    )
 
 
 _KIND_WORDS = {bool: "must be true or false", int: "must be an integer", float: "must be a number"}

@@ -16,6 +16,8 @@ Importing this module registers listeners on ``locust.events``:
   (:mod:`tfsload.generator.distributed`);
 - ``quitting``: build the results, write ``--precise-json`` and ``<csv prefix>_precise.csv``,
   set the exit code (3 threshold failed, 4 saturated with ``--fail-on-saturation``);
+- while a test runs with ``--windows-json``: rewrite that file once a second with the finished
+  measurement windows (the last time, ``final``, when quitting);
 - ``quit``: print the summary and one line per failed threshold.
 
 Locust's own statistics are reset when the warm-up ends, so its counts and the precise counts
@@ -35,7 +37,7 @@ from typing import Any, NoReturn
 
 import gevent
 from locust import events
-from locust.runners import LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import WORKER_REPORT_INTERVAL, LocalRunner, MasterRunner, WorkerRunner
 from locust.stats import StatsError
 
 from tfsload.core import run_spec
@@ -45,12 +47,23 @@ from tfsload.core.targets import load_targets
 from tfsload.generator import distributed, results, run_state, users, webui
 from tfsload.generator.options import add_options, early_targets_file, spec_from_options
 from tfsload.generator.payload import Payload, build_payload
+from tfsload.generator.precise import PreciseStats
 from tfsload.generator.request_count import Completion
-from tfsload.generator.run_state import Endpoint, RunRecord, RunState, Share, split_run
+from tfsload.generator.run_state import (
+    Endpoint,
+    RunRecord,
+    RunState,
+    Share,
+    split_run,
+    window_length,
+)
 from tfsload.generator.saturation import SAMPLE_INTERVAL_S
 
 log = logging.getLogger("tfsload")
 REFUSED_MESSAGE = "tfsload_refused"
+# A window is written once every request that completed in it has reached this process: at once
+# in a single process, after the workers' next periodic report on a master.
+WINDOW_SETTLE_S = {"local": 0.5, "master": WORKER_REPORT_INTERVAL + 1.0}
 
 
 class _Process:
@@ -67,6 +80,7 @@ class _Process:
         self.run_time: float | None = None  # headless -t, started once set-up is done
         self.timer: gevent.Greenlet | None = None
         self.sampler: gevent.Greenlet | None = None
+        self.windows_writer: gevent.Greenlet | None = None
         self.results: dict | None = None
 
 
@@ -270,7 +284,7 @@ def _start_master(environment) -> None:
     warn_ignored_host(classes, environment.host)
     workers = distributed.active_workers(runner)
     _check_workers(spec, len(workers), getattr(options, "num_users", None))
-    _process.spec, _process.record = spec, RunRecord()
+    _process.spec, _process.record = spec, RunRecord(PreciseStats(window_length(spec)))
     names = [cls.__name__ for cls in classes]
     _process.workers = distributed.send_shares(runner, spec, names)
 
@@ -330,10 +344,33 @@ def _on_test_start(environment, **_kwargs) -> None:
 
 
 def _start_timer(environment) -> None:
-    """Headless ``-t``: the load runs this long from the end of set-up."""
+    """Headless ``-t``: the load runs this long from the end of set-up. Also starts rewriting
+    ``--windows-json`` once a second."""
     if _process.run_time:
         log.info("tfsload: run time limit %g s", _process.run_time)
         _process.timer = gevent.spawn_later(_process.run_time, _stop_run, environment)
+    if _process.spec.outputs.windows_json:
+        _process.windows_writer = gevent.spawn(_keep_writing_windows, environment)
+
+
+def _write_windows(environment, final: bool) -> None:
+    settle = WINDOW_SETTLE_S["master" if isinstance(environment.runner, MasterRunner) else "local"]
+    record = _process.record
+    complete_by = (record.stopped or time.time()) if final else time.time() - settle
+    document = results.windows_document(
+        record.stats, _measured_facts(environment), complete_by, final
+    )
+    path = Path(_process.spec.outputs.windows_json)
+    try:
+        results.write_json(path, document)
+    except OSError as exc:
+        log.error("tfsload: cannot write %s (%s)", path, exc.strerror or exc)
+
+
+def _keep_writing_windows(environment) -> None:
+    while True:
+        gevent.sleep(1.0)
+        _write_windows(environment, final=False)
 
 
 def _sample_cpu(current: RunState) -> None:
@@ -409,10 +446,10 @@ def _on_test_stopping(environment, **_kwargs) -> None:
 
 @events.test_stop.add_listener
 def _on_test_stop(environment, **_kwargs) -> None:
-    for greenlet in (_process.sampler, _process.timer):
+    for greenlet in (_process.sampler, _process.timer, _process.windows_writer):
         if greenlet is not None:
             greenlet.kill(block=False)
-    _process.sampler = _process.timer = None
+    _process.sampler = _process.timer = _process.windows_writer = None
     current = run_state.current()
     if current is not None and not current.cpu.use.samples:
         current.cpu.sample()  # a run shorter than one sampling interval still gets a reading
@@ -466,6 +503,8 @@ def _on_quitting(environment, **_kwargs) -> None:
         failures=locust_failures(environment),
     )
     _process.results = outcome
+    if spec.outputs.windows_json:
+        _write_windows(environment, final=True)
     code = results.exit_code(outcome, spec.checks.fail_on_saturation)
     csv_prefix = getattr(environment.parsed_options, "csv_prefix", None)
     precise_json = spec.outputs.precise_json

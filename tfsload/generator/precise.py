@@ -10,7 +10,9 @@ microseconds and would flatter every percentile.
 Worker processes :meth:`PreciseStats.export` their numbers since the last report, and the master
 :meth:`PreciseStats.merge`\\ s them, so a distributed run ends up with exactly the histograms a
 single process would have recorded. A per-second timeline (all rows together, 2 significant
-digits) travels the same way.
+digits) travels the same way, and so do measurement windows (``window_s`` seconds each, aligned
+to the epoch so that every process cuts them alike; 3 significant digits): the orchestrator
+judges from them whether a step of load has become stable.
 
 Latencies wait in a list and go into the histograms in bulk (:func:`add_values`, vectorised):
 recording runs in the load generator's only thread for every request, and one hdrh
@@ -161,16 +163,29 @@ class Entry:
 
 
 @dataclass
-class Second:
-    """All requests that completed within one wall-clock second."""
+class Span:
+    """All requests that completed within one span of time: a second of the timeline, or a
+    measurement window."""
 
+    digits: int = TIMELINE_DIGITS
     count: int = 0
     failures: int = 0
-    histogram: HdrHistogram = field(default_factory=lambda: new_histogram(TIMELINE_DIGITS))
+    rows: int = 0
     pending: list[int] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        self.histogram = new_histogram(self.digits)
+
+    def record(self, micros: int, failed: bool, rows: int) -> None:
+        self.count += 1
+        if failed:
+            self.failures += 1
+        else:
+            self.rows += rows
+            self.pending.append(micros)
+
     def encoded(self) -> str:
-        """The histogram, base64, or "" when nothing succeeded in this second."""
+        """The histogram, base64, or "" when nothing succeeded in this span."""
         self.flush()
         return self.histogram.encode().decode() if self.count > self.failures else ""
 
@@ -178,13 +193,40 @@ class Second:
         add_values(self.histogram, self.pending)
         self.pending = []
 
+    def export(self, index: int) -> list:
+        return [index, self.count, self.failures, self.rows, self.encoded()]
+
+    def merge(self, count: int, failures: int, rows: int, encoded: str) -> None:
+        self.count += count
+        self.failures += failures
+        self.rows += rows
+        if encoded:
+            self.histogram.decode_and_add(encoded)
+
+    def percentiles_ms(self, percents: list[float]) -> dict[float, float | None]:
+        """The latencies at ``percents`` (ms, µs resolution), None when nothing succeeded."""
+        self.flush()
+        if self.count == self.failures:
+            return dict.fromkeys(percents)
+        values = self.histogram.get_percentile_to_value_dict(percents)
+        return {percent: _ms(values[percent]) for percent in percents}
+
+
+def _span(spans: dict[int, Span], index: int, digits: int) -> Span:
+    span = spans.get(index)
+    if span is None:
+        span = spans[index] = Span(digits)
+    return span
+
 
 class PreciseStats:
     """Precise statistics of one process (or, on a master, of all workers merged)."""
 
-    def __init__(self) -> None:
+    def __init__(self, window_s: float = 0.0) -> None:
         self.entries: dict[tuple[str, str], Entry] = {}
-        self.seconds: dict[int, Second] = {}
+        self.seconds: dict[int, Span] = {}
+        self.window_s = window_s  # 0: no measurement windows
+        self.windows: dict[int, Span] = {}
 
     def record(
         self, request_type: str, name: str, response_time_ms: float, failed: bool, rows: int,
@@ -196,24 +238,21 @@ class PreciseStats:
             entry = self.entries[(request_type, name)] = Entry(name, request_type)
         micros = to_micros(response_time_ms)
         entry.record(micros, failed, rows)
-        second = self.seconds.get(int(when))
-        if second is None:
-            second = self.seconds[int(when)] = Second()
-        second.count += 1
-        if failed:
-            second.failures += 1
-        else:
-            second.pending.append(micros)
+        _span(self.seconds, int(when), TIMELINE_DIGITS).record(micros, failed, rows)
+        if self.window_s:
+            _span(self.windows, int(when // self.window_s), DIGITS).record(micros, failed, rows)
 
     def reset(self) -> None:
         self.entries.clear()
         self.seconds.clear()
+        self.windows.clear()
 
     def export(self) -> dict:
         """Everything recorded since the last export, JSON-serialisable; then start afresh."""
         data = {
             "entries": [entry.export() for entry in self.entries.values()],
-            "seconds": [[t, s.count, s.failures, s.encoded()] for t, s in self.seconds.items()],
+            "seconds": [span.export(t) for t, span in self.seconds.items()],
+            "windows": [span.export(index) for index, span in self.windows.items()],
         }
         self.reset()
         return data
@@ -227,14 +266,10 @@ class PreciseStats:
                 self.entries[(incoming.type, incoming.name)] = incoming
             else:
                 entry.add(incoming)
-        for t, count, failures, encoded in data["seconds"]:
-            second = self.seconds.get(t)
-            if second is None:
-                second = self.seconds[t] = Second()
-            second.count += count
-            second.failures += failures
-            if encoded:
-                second.histogram.decode_and_add(encoded)
+        for t, *numbers in data["seconds"]:
+            _span(self.seconds, t, TIMELINE_DIGITS).merge(*numbers)
+        for index, *numbers in data["windows"]:
+            _span(self.windows, index, DIGITS).merge(*numbers)
 
     def total(self) -> Entry:
         """All rows together, named like Locust's total row."""
@@ -255,20 +290,46 @@ class PreciseStats:
         points = []
         for t in sorted(self.seconds):
             second = self.seconds[t]
-            second.flush()
-            ok = second.count - second.failures
-            values = second.histogram.get_percentile_to_value_dict([50.0, 99.0]) if ok else {}
+            values = second.percentiles_ms([50.0, 99.0])
             points.append(
                 {
                     "t": round(max(t + 1 - start_time, 0.0), 3),
                     "name": TOTAL_NAME,
                     "count": second.count,
                     "failures": second.failures,
-                    "p50_ms": _ms(values.get(50.0)),
-                    "p99_ms": _ms(values.get(99.0)),
+                    "p50_ms": values[50.0],
+                    "p99_ms": values[99.0],
                 }
             )
         return points
+
+    def full_windows(self, measured_from: float, complete_by: float) -> list[dict]:
+        """The measurement windows that lie wholly in ``[measured_from, complete_by]`` (epoch
+        seconds), in order, empty ones included: a window in which nothing completed is a
+        finding (a stalled server), not a gap. Each has its counts, p50/p99 and its histogram.
+        """
+        if not self.window_s:
+            return []
+        width = self.window_s
+        first = int(-(-measured_from // width))  # the first window that starts after it
+        last = int(complete_by // width)  # windows before this one have ended
+        windows = []
+        for index in range(first, last):
+            span = self.windows.get(index) or Span(DIGITS)
+            values = span.percentiles_ms([50.0, 99.0])
+            windows.append(
+                {
+                    "start": round(index * width, 3),
+                    "end": round((index + 1) * width, 3),
+                    "count": span.count,
+                    "failures": span.failures,
+                    "rows": span.rows,
+                    "p50_ms": values[50.0],
+                    "p99_ms": values[99.0],
+                    "histogram": span.encoded(),
+                }
+            )
+        return windows
 
 
 def _by_name(key: tuple[str, str]) -> tuple[str, str]:

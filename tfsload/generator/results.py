@@ -22,6 +22,7 @@ from tfsload.generator.precise import PreciseStats
 from tfsload.generator.saturation import CpuUse, generator_summary
 
 FORMAT = "tfsload-precise/1"
+WINDOWS_FORMAT = "tfsload-windows/1"
 CSV_COLUMNS = (
     ("type", "Type"), ("name", "Name"), ("count", "Request Count"),
     ("failures", "Failure Count"), ("rps", "Requests/s"), ("rows_per_s", "Rows/s"),
@@ -96,6 +97,27 @@ def build_results(
         "timeline": stats.timeline(start),
         "thresholds": [check.to_dict() for check in checks],
         "passed": passed,
+    }
+
+
+def windows_document(
+    stats: PreciseStats, facts: list[dict], complete_by: float, final: bool
+) -> dict:
+    """The ``--windows-json`` document: every window that lies wholly in the measured phase and
+    ended by ``complete_by`` (epoch seconds). ``final`` is set by the last write of the run.
+
+    The orchestrator rereads it while Locust runs, to stop a step of load once its last windows
+    agree; docs/design.md describes the layout.
+    """
+    starts = [f["measured_start"] for f in facts if f["measured_start"] is not None]
+    measured_start = min(starts) if starts else None
+    windows = [] if measured_start is None else stats.full_windows(measured_start, complete_by)
+    return {
+        "format": WINDOWS_FORMAT,
+        "window_s": stats.window_s,
+        "measured_start": None if measured_start is None else round(measured_start, 3),
+        "final": final,
+        "windows": windows,
     }
 
 

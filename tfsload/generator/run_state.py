@@ -44,6 +44,11 @@ def split_run(spec: RunSpec, processes: int) -> list[Share]:
     return [Share(warmup, count, rate) for warmup, count in zip(warmups, counts, strict=True)]
 
 
+def window_length(spec: RunSpec) -> float:
+    """Seconds per measurement window; 0 (none kept) when the run writes no windows file."""
+    return spec.outputs.window_s if spec.outputs.windows_json else 0.0
+
+
 @dataclass(frozen=True)
 class Endpoint:
     """Where one user class sends, and the stats row its requests go to."""
@@ -72,7 +77,7 @@ class RunState:
         self.budget = RequestBudget(self.share.warmup, self.share.count, self.started)
         rate = self.share.rate
         self.schedule = ArrivalSchedule(rate, self.spec.load.arrival) if rate > 0 else None
-        self.stats = PreciseStats()
+        self.stats = PreciseStats(window_length(self.spec))
         self.cpu = CpuSampler()
         self.stopped = False
 
