@@ -9,6 +9,9 @@ a time. A batch is padded with copies of its first row up to the next ``allowed_
 entry; a request larger than ``max_batch_size`` is rejected unless
 ``enable_large_batch_splitting``, which spreads requests over batches of at most
 ``max_execution_batch_size`` rows. Each request gets its own rows of the batch's outputs back.
+A request cancelled while it waits (its caller's deadline passed, or the caller went away)
+leaves its batch at once: its rows no longer count against the batch or the queue, and its
+inputs are released.
 
 All queue state lives on the asyncio loop thread, so it needs no locks; only the model runs on
 the batch threads.
@@ -51,6 +54,7 @@ class _Task:
     size: int
     future: asyncio.Future
     enqueued: float = field(default_factory=time.monotonic)
+    batch: _Batch | None = None
 
 
 @dataclass(eq=False)
@@ -134,7 +138,8 @@ class Batcher:
             results = [await task.future for task in tasks]
         except asyncio.CancelledError:
             for task in tasks:
-                task.future.cancel()  # a task still queued is then left out of its batch
+                task.future.cancel()
+                self._withdraw(queue, task)
             raise
         if len(results) == 1:
             return results[0]
@@ -180,6 +185,18 @@ class Batcher:
                 asyncio.get_running_loop().call_later(self._timeout, self._dispatch)
         batch.tasks.append(task)
         batch.size += task.size
+        task.batch = batch
+
+    def _withdraw(self, queue: _Queue, task: _Task) -> None:
+        """Take a cancelled task out of its batch if that batch has not started running."""
+        batch, task.batch = task.batch, None
+        if batch is None or not any(b is batch for b in queue.batches):
+            return  # running or done: the batch thread finishes it and drops its result
+        batch.tasks.remove(task)
+        batch.size -= task.size
+        task.inputs = {}
+        if not batch.tasks and batch is not queue.open:
+            queue.batches.remove(batch)
 
     def _schedulable(self, queue: _Queue, now: float) -> bool:
         front = queue.batches[0]

@@ -80,9 +80,15 @@ def message_class(name: str) -> type:
 def parse_text_proto(path: str, message_name: str, flag: str):
     """Parse ``path`` as a text ``message_name``; any failure is one ConfigError line."""
     try:
-        text = Path(path).read_text()
+        data = Path(path).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{flag} {path}: cannot read it ({exc.strerror or exc})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"{flag} {path}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start})"
+        ) from None
     message = message_class(message_name)()
     try:
         text_format.Parse(text, message)

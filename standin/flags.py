@@ -1,9 +1,10 @@
 """Command-line flags: ``tensorflow_model_server``'s names, defaults and boolean syntax.
 
 The exact flags a compose file passes to TF Serving start the stand-in. Flags the stand-in adds
-(``--bind_address``, ``--rest_api_max_body_bytes``) have TF Serving-style names. Every bad flag
-is one ConfigError line naming it; nothing here imports TensorFlow, so flag and config-file
-mistakes are reported in a fraction of a second.
+(``--bind_address``, the request limits ``--rest_api_max_body_bytes``, ``--max_request_rows``
+and ``--max_request_bytes``, and the ``--fault_*`` flags that inject faults on demand) have TF
+Serving-style names. Every bad flag is one ConfigError line naming it; nothing here imports
+TensorFlow, so flag and config-file mistakes are reported in a fraction of a second.
 """
 
 from __future__ import annotations
@@ -12,7 +13,11 @@ import argparse
 import os
 from dataclasses import dataclass
 
+from standin.faults import FaultConfig, parse_faults
 from tfsload.core.errors import ConfigError
+
+DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+DEFAULT_MAX_REQUEST_ROWS = 1000
 
 # Flags TF Serving has that make no difference to a single-model, load-once stand-in: accepted
 # so the same command lines work, and named in the start-up log as ignored.
@@ -58,6 +63,9 @@ class Flags:
     tensorflow_inter_op_parallelism: int
     bind_address: str
     rest_api_max_body_bytes: int
+    max_request_rows: int | None  # None: 1000, or max_batch_size when batching allows more
+    max_request_bytes: int
+    faults: FaultConfig
     ignored: tuple[str, ...]
 
 
@@ -102,6 +110,27 @@ def _parser() -> argparse.ArgumentParser:
         default=64 * 1024 * 1024,
         help="larger REST bodies get 413",
     )
+    add(
+        "--max_request_rows",
+        type=int,
+        default=None,
+        help="rows one predict request may carry (default 1000, or max_batch_size if larger)",
+    )
+    add(
+        "--max_request_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="bytes one predict request's inputs may take once decoded (default 64 MiB)",
+    )
+    # Faults on demand (standin/faults.py), all off by default.
+    add("--fault_latency", default="", help="added latency: 50ms, exp:50ms, uniform:10ms-90ms")
+    add("--fault_error_rate", type=float, default=0.0, help="share of predicts that fail")
+    add("--fault_error_code", default="503", help="429, 500, 503, 504 or a gRPC code name")
+    add("--fault_drop_rate", type=float, default=0.0, help="share of predicts dropped")
+    add("--fault_malformed_rate", type=float, default=0.0, help="share answered with bad bytes")
+    add("--fault_pause_s", type=float, default=0.0, help="length of one whole-server pause")
+    add("--fault_pause_after_s", type=float, default=0.0, help="pause start, after ready")
+    add("--fault_seed", type=int, default=None, help="seed of the fault draws (default random)")
     for name, why in IGNORED_FLAGS.items():
         add(f"--{name}", nargs="?", const="true", metavar="VALUE", help=f"ignored: {why}")
     return parser
@@ -115,7 +144,15 @@ def parse_flags(argv: list[str]) -> Flags:
     for name in ("port", "rest_api_port"):
         if not 0 <= values[name] <= 65535:
             raise ConfigError(f"--{name}: {values[name]} is not a port number (0 to 65535)")
-    for name in ("grpc_max_threads", "rest_api_num_threads", "rest_api_max_body_bytes"):
+    rows = values["max_request_rows"]
+    if rows is not None and rows < 1:
+        raise ConfigError(f"--max_request_rows: must be at least 1, got {rows}")
+    for name in (
+        "grpc_max_threads",
+        "rest_api_num_threads",
+        "rest_api_max_body_bytes",
+        "max_request_bytes",
+    ):
         if values[name] < 1:
             raise ConfigError(f"--{name}: must be at least 1, got {values[name]}")
     for name in ("tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism"):
@@ -134,4 +171,5 @@ def parse_flags(argv: list[str]) -> Flags:
             "--batching_parameters_file is set without --enable_batching "
             "(TF Serving refuses this too)"
         )
-    return Flags(**values, ignored=ignored)
+    fault_values = {name: values.pop(name) for name in list(values) if name.startswith("fault_")}
+    return Flags(**values, faults=parse_faults(fault_values), ignored=ignored)

@@ -5,11 +5,17 @@ spec is resolved (``Servable not found for request: Latest(foo)``), the signatur
 inputs checked against it in TF Serving's order, and the model run either through the shared
 :class:`~standin.batcher.Batcher` or directly on a worker thread. Warm-up replays its records
 through the same checks, so a record TF Serving would reject fails the load here too.
+
+Every input's shape is checked against the signature, and the request's rows and decoded bytes
+against the stand-in's limits, before anything is decoded (standin/limits.py). A request whose
+caller gave up (a gRPC deadline or cancellation, a REST time-out or disconnect) is abandoned
+where it waits: it leaves its batch, or never takes a model thread.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -21,22 +27,43 @@ import numpy as np
 
 from standin.batcher import Batcher
 from standin.config_files import BatchingConfig
+from standin.faults import Faults
+from standin.limits import STRING_ELEMENT_BYTES, Limits, check_shape
 from standin.metrics import Metrics
-from standin.servable import DEFAULT_SIGNATURE, Servable, Signature
+from standin.servable import DEFAULT_SIGNATURE, Servable, Signature, TensorSpec
 from standin.status import ServingError, invalid, not_found
-from standin.tensors import dtype_name, to_ndarray
+from standin.tensors import dtype_name, inspect, to_ndarray
 from tfsload.core.errors import ConfigError
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000
 
-# Turns one request input into (DataType enum, array); raises ServingError when it cannot.
-Decode = Callable[[str, object], tuple[int, np.ndarray]]
+
+@dataclass(frozen=True)
+class Codec:
+    """How one transport's request inputs are sized and decoded.
+
+    ``inspect(alias, value, spec)`` gives (DataType enum, shape, decoded bytes) without
+    decoding; ``decode(alias, value)`` gives the array. Both raise ServingError.
+    """
+
+    inspect: Callable[[str, object, TensorSpec], tuple[int, tuple[int, ...], int]]
+    decode: Callable[[str, object], np.ndarray]
 
 
-def decode_proto(alias: str, proto) -> tuple[int, np.ndarray]:
-    """Decode a gRPC TensorProto input."""
-    return proto.dtype, to_ndarray(proto, alias)
+def _inspect_proto(alias: str, proto, spec: TensorSpec) -> tuple[int, tuple[int, ...], int]:
+    shape, size = inspect(proto, alias)
+    return proto.dtype, shape, size
+
+
+def _inspect_array(alias: str, array: np.ndarray, spec: TensorSpec):
+    size = array.size * STRING_ELEMENT_BYTES if array.dtype.kind == "O" else array.nbytes
+    return spec.dtype, array.shape, size
+
+
+PROTO_INPUTS = Codec(_inspect_proto, lambda alias, proto: to_ndarray(proto, alias))
+# REST inputs arrive as arrays already built for the signature's dtypes (standin/rest_json.py).
+ARRAY_INPUTS = Codec(_inspect_array, lambda alias, array: array)
 
 
 @dataclass(frozen=True)
@@ -54,6 +81,7 @@ class Prediction:
     signature_name: str
     outputs: dict[str, np.ndarray]
     dtypes: dict[str, int]
+    fault: str | None = None  # standin.faults.DROP or MALFORMED: what the transport does
 
 
 def _names(keys) -> str:
@@ -70,13 +98,20 @@ class Predictor:
         metrics: Metrics,
         batching: BatchingConfig | None,
         model_threads: int,
+        limits: Limits | None = None,
+        faults: Faults | None = None,
     ) -> None:
         self.model_name = model_name
         self.version = version
         self.state = "LOADING"
         self.servable: Servable | None = None
+        self.limits = limits
         self._metrics = metrics
+        self._faults = faults
         self._executor = ThreadPoolExecutor(model_threads, "predict")
+        # Taken before a request is handed to a model thread and given back when that thread is
+        # done: requests wait here, where a cancelled one simply leaves (its arrays with it).
+        self._model_slots = asyncio.Semaphore(model_threads)
         self._batcher = Batcher(batching, self._run_batch, metrics) if batching else None
 
     def resolve(self, name: str, version: int | None, label: str | None) -> Servable:
@@ -104,10 +139,12 @@ class Predictor:
         servable: Servable,
         signature_name: str,
         inputs: Mapping[str, object],
-        decode: Decode,
+        codec: Codec,
         output_filter: tuple[str, ...] = (),
+        limits: Limits | None = None,
     ) -> Prepared:
-        """TF Serving's RunPredict/PreProcessPrediction checks, in its order."""
+        """TF Serving's RunPredict/PreProcessPrediction checks, in its order, then the
+        signature's shapes and ``limits``; inputs are decoded only when all of them pass."""
         key = signature_name or DEFAULT_SIGNATURE
         signature = servable.signatures.get(key)
         if signature is None:
@@ -124,22 +161,26 @@ class Predictor:
                 f"len({{{_names(inputs)}}}) != len({{{_names(expected)}}}). "
                 f"Sent extra: {{{_names(extra)}}}. Missing but required: {{{_names(missing)}}}."
             )
-        arrays = {}
+        shapes: dict[str, tuple[int, ...]] = {}
+        sizes: dict[str, int] = {}
         for alias, value in inputs.items():
             if alias not in expected:
                 raise invalid(
                     f"input tensor alias not found in signature: {alias}. "
                     f"Inputs expected to be in the set {{{_names(expected)}}}."
                 )
-            dtype, array = decode(alias, value)
-            want = expected[alias].dtype
-            if dtype != want:
+            spec = expected[alias]
+            dtype, shape, size = codec.inspect(alias, value, spec)
+            if dtype != spec.dtype:
                 index = sorted(expected).index(alias)
                 raise invalid(
-                    f"Expects arg[{index}] to be {dtype_name(want)} "
+                    f"Expects arg[{index}] to be {dtype_name(spec.dtype)} "
                     f"but {dtype_name(dtype)} is provided"
                 )
-            arrays[alias] = array
+            check_shape(alias, spec, shape)
+            shapes[alias], sizes[alias] = shape, size
+        if limits is not None:
+            limits.check(shapes, sizes)
         outputs = tuple(output_filter) or tuple(signature.outputs)
         seen: set[str] = set()
         for alias in output_filter:
@@ -151,6 +192,7 @@ class Predictor:
             if alias in seen:
                 raise invalid(f"duplicate output tensor alias: {alias}")
             seen.add(alias)
+        arrays = {alias: codec.decode(alias, value) for alias, value in inputs.items()}
         return Prepared(signature, arrays, outputs)
 
     async def predict(
@@ -160,12 +202,13 @@ class Predictor:
         label: str | None,
         signature_name: str,
         inputs: Mapping[str, object],
-        decode: Decode,
+        codec: Codec,
         output_filter: tuple[str, ...] = (),
     ) -> Prediction:
         """Check and run one predict request (either transport)."""
         servable = self.resolve(name, version, label)
-        prepared = self.prepare(servable, signature_name, inputs, decode, output_filter)
+        prepared = self.prepare(servable, signature_name, inputs, codec, output_filter, self.limits)
+        fault = await self._faults.predict() if self._faults is not None else None
         signature = prepared.signature
         start = time.perf_counter()
         if self._batcher is not None:
@@ -175,17 +218,35 @@ class Predictor:
             )
             outputs = await self._batcher.submit((signature.name, shapes), prepared.arrays)
         else:
-            loop = asyncio.get_running_loop()
-            outputs = await loop.run_in_executor(
-                self._executor, servable.run, signature, prepared.arrays
-            )
+            outputs = await self._run_direct(servable, signature, prepared.arrays)
         self._metrics.runtime(name, (time.perf_counter() - start) * 1e6)
         return Prediction(
             version=servable.version,
             signature_name=signature.name,
             outputs={alias: outputs[alias] for alias in prepared.outputs},
             dtypes={alias: signature.outputs[alias].dtype for alias in prepared.outputs},
+            fault=fault,
         )
+
+    async def _run_direct(
+        self, servable: Servable, signature: Signature, arrays: dict[str, np.ndarray]
+    ) -> dict[str, np.ndarray]:
+        """Run on a model thread once one is free. Cancelled while waiting, the request just
+        leaves; cancelled while running, its thread finishes and only then frees its slot."""
+        await self._model_slots.acquire()
+        loop = asyncio.get_running_loop()
+
+        def release(_future) -> None:
+            with contextlib.suppress(RuntimeError):  # the loop is gone at exit
+                loop.call_soon_threadsafe(self._model_slots.release)
+
+        try:
+            future = self._executor.submit(servable.run, signature, arrays)
+        except BaseException:
+            self._model_slots.release()
+            raise
+        future.add_done_callback(release)
+        return await asyncio.wrap_future(future)
 
     def _run_batch(self, key: tuple, inputs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         servable = self.servable
@@ -239,7 +300,7 @@ class Predictor:
                     servable,
                     request.model_spec.signature_name,
                     request.inputs,
-                    decode_proto,
+                    PROTO_INPUTS,
                     tuple(request.output_filter),
                 )
                 servable.run(prepared.signature, prepared.arrays)

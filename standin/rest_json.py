@@ -5,6 +5,10 @@ model is looked up, ``instances`` (row format) and ``inputs`` (columnar) are che
 value against the signature's dtypes (int32 takes JSON integers only), ragged rows are named by
 index, and every failure is INVALID_ARGUMENT with TF Serving's text. Well-formed rows take a
 fast path (type sets and min/max instead of a Python loop per value).
+
+Before any value is copied, the shape the JSON implies (the row count and the first row's
+nesting) is checked against the signature and the request limits (see standin/limits.py), so
+narrow rows, deep nesting and oversized requests are refused without building them.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import math
+import re
+import sys
 
 import grpc
 import numpy as np
 
 from standin.json_writer import PrettyWriter, debug_string, decimal_texts, quote
+from standin.limits import MAX_RANK, Limits, check_shape, element_bytes
 from standin.servable import TensorSpec
 from standin.status import ServingError, invalid
 from standin.tensors import (
@@ -57,6 +65,14 @@ _PARSE_ERRORS = {
     "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
 }
 _DECODER = json.JSONDecoder()
+_TOO_BIG = "Number too big to be stored in double."
+
+
+def _long_number_offset(body: bytes) -> int:
+    """Where the first integer too long for Python's int conversion starts (0 if none)."""
+    limit = sys.get_int_max_str_digits() or 4300
+    match = re.search(rb"-?[0-9]{%d,}" % (limit + 1), body)
+    return match.start() if match else 0
 
 
 def _container_at(text: str, pos: int) -> str:
@@ -105,6 +121,9 @@ def parse_body(body: bytes) -> dict:
         raise invalid(f"JSON Parse error: {reason or exc.msg + '.'} at offset: {offset}") from None
     except RecursionError:
         raise invalid("JSON Parse error: nested too deeply at offset: 0") from None
+    except ValueError:  # an integer beyond Python's int-string limit: rapidjson's too-big number
+        offset = _long_number_offset(body)
+        raise invalid(f"JSON Parse error: {_TOO_BIG} at offset: {offset}") from None
     if not isinstance(doc, dict):
         raise invalid(f"JSON Value: {debug_string(doc)} Is not object")
     if "signature_name" in doc and not isinstance(doc["signature_name"], str):
@@ -231,9 +250,25 @@ def _array(values: list, spec: TensorSpec, shape: tuple[int, ...]) -> np.ndarray
         array = np.empty(len(values), dtype=object)
         array[:] = values
         return array.reshape(shape)
-    if spec.np_dtype.kind in "iu" and spec.np_dtype.itemsize < 8:
-        return np.array(values, dtype=np.int64).astype(spec.np_dtype).reshape(shape)
-    return np.array(values, dtype=spec.np_dtype).reshape(shape)
+    try:
+        if spec.np_dtype.kind in "iu" and spec.np_dtype.itemsize < 8:
+            return np.array(values, dtype=np.int64).astype(spec.np_dtype).reshape(shape)
+        return np.array(values, dtype=spec.np_dtype).reshape(shape)
+    except OverflowError:  # an integer beyond any double, given for a float input
+        raise invalid(f"JSON Parse error: {_TOO_BIG}") from None
+
+
+def _check_cost(
+    shapes: dict[str, tuple[int, ...]], specs: dict[str, TensorSpec], limits: Limits | None
+) -> None:
+    """The signature's shapes, then the row and byte limits, for the shapes the JSON implies."""
+    for name, shape in shapes.items():
+        check_shape(name, specs[name], shape)
+    if limits is not None:
+        limits.check(
+            shapes,
+            {name: math.prod(shape) * element_bytes(specs[name]) for name, shape in shapes.items()},
+        )
 
 
 def _shape_text(shape: tuple[int, ...]) -> str:
@@ -253,6 +288,8 @@ class _Rows:
         if name not in self.specs:
             raise invalid(f"JSON object: does not have named input: {name}")
         shape = dense_shape(item)
+        if len(shape) >= MAX_RANK:  # checked before the recursive fill
+            check_shape(name, self.specs[name], (1, *shape))
         out: list = []
         _fill(item, 0, shape, self.specs[name].dtype, out)
         if name not in self.sizes:
@@ -273,13 +310,26 @@ def _wrapped(error: ServingError, prefix: str) -> ServingError:
     return invalid(f"{prefix} Error: {error.code_name}: {error.message}")
 
 
-def _from_instances(items: list, specs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:
+def _from_instances(
+    items: list, specs: dict[str, TensorSpec], limits: Limits | None
+) -> dict[str, np.ndarray]:
     if not isinstance(items[0], dict) and len(specs) > 1:
         raise invalid(
             "instances is a plain list, but expecting list of objects as multiple input "
             "tensors required as per tensorinfo_map"
         )
     objects = isinstance(items[0], dict) and not _is_b64(items[0])
+    if limits is not None:
+        limits.check_rows(len(items))
+    # Every row must have the first row's shape (checked as they are read), so checking the
+    # first row against the signature and the limits covers the whole request.
+    first = items[0]
+    columns = (
+        {name: first[name] for name in sorted(first) if name in specs}
+        if objects
+        else {sorted(specs)[0]: first}
+    )
+    _check_cost({name: (len(items), *dense_shape(v)) for name, v in columns.items()}, specs, limits)
     rows = _Rows(specs)
     names = sorted(specs)
     for index, item in enumerate(items):
@@ -314,7 +364,9 @@ def _from_instances(items: list, specs: dict[str, TensorSpec]) -> dict[str, np.n
     }
 
 
-def _from_inputs(value: object, specs: dict[str, TensorSpec]) -> dict[str, np.ndarray]:
+def _from_inputs(
+    value: object, specs: dict[str, TensorSpec], limits: Limits | None
+) -> dict[str, np.ndarray]:
     if not isinstance(value, dict) or _is_b64(value):
         if len(specs) > 1:
             raise invalid(
@@ -328,6 +380,7 @@ def _from_inputs(value: object, specs: dict[str, TensorSpec]) -> dict[str, np.nd
             if name not in value:
                 raise invalid(f"Missing named input: {name} in 'inputs' object.")
             columns[name] = value[name]
+    _check_cost({name: dense_shape(column) for name, column in columns.items()}, specs, limits)
     tensors = {}
     for name, column in columns.items():
         shape = dense_shape(column)
@@ -338,9 +391,12 @@ def _from_inputs(value: object, specs: dict[str, TensorSpec]) -> dict[str, np.nd
 
 
 def request_tensors(
-    doc: dict, specs: dict[str, TensorSpec], signature_name: str
+    doc: dict, specs: dict[str, TensorSpec], signature_name: str, limits: Limits | None = None
 ) -> tuple[dict[str, np.ndarray], bool]:
-    """The input tensors of a parsed predict body, and whether it used the row format."""
+    """The input tensors of a parsed predict body, and whether it used the row format.
+
+    Shapes are checked against ``specs`` and ``limits`` (when given) before values are copied.
+    """
     if not specs:
         raise invalid(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
     has_instances = "instances" in doc
@@ -357,9 +413,9 @@ def request_tensors(
             )
         if not items:
             raise invalid(f"JSON Value: {debug_string(doc)} No values in 'instances' array")
-        return _from_instances(items, specs), True
+        return _from_instances(items, specs, limits), True
     if "inputs" in doc:
-        return _from_inputs(doc["inputs"], specs), False
+        return _from_inputs(doc["inputs"], specs, limits), False
     raise invalid("Missing 'inputs' or 'instances' key")
 
 

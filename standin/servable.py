@@ -25,13 +25,17 @@ DEFAULT_SIGNATURE = "serving_default"
 def find_version(base_path: str) -> tuple[int, Path]:
     """The highest numeric version directory under ``--model_base_path`` (no TensorFlow)."""
     base = Path(base_path)
-    if not base.is_dir():
-        raise ConfigError(f"--model_base_path {base_path}: no such directory")
-    versions = sorted(
-        (int(child.name), child)
-        for child in base.iterdir()
-        if child.name.isdigit() and child.is_dir()
-    )
+    try:
+        versions = sorted(
+            (int(child.name), child)
+            for child in base.iterdir()
+            if child.name.isdigit() and child.is_dir()
+        )
+    except FileNotFoundError:
+        raise ConfigError(f"--model_base_path {base_path}: no such directory") from None
+    except OSError as exc:  # a regular file, a path below one, no permission
+        reason = exc.strerror or str(exc)
+        raise ConfigError(f"--model_base_path {base_path}: cannot list it ({reason})") from None
     if not versions:
         raise ConfigError(
             f"--model_base_path {base_path}: no version directory in it "

@@ -57,8 +57,53 @@ def dtype_name(dtype: int) -> str:
     return _NAMES.get(dtype, f"<dtype {dtype}>")
 
 
+# Bytes per element of the types FIELDS does not cover (bfloat16, uint16, half, complex).
+_OTHER_SIZES = {14: 2, 17: 2, 19: 2, 8: 8, 18: 16}
+INT64_MAX = 2**63 - 1
+
+
+def _parse_error(alias: str):
+    return invalid(f"tensor parsing error: {alias}")
+
+
+def element_size(dtype: int) -> int | None:
+    """Bytes per element of a DataType, None for strings and types the stand-in cannot size."""
+    entry = FIELDS.get(dtype)
+    if entry is not None:
+        return None if entry[1] is object else np.dtype(entry[1]).itemsize
+    return _OTHER_SIZES.get(dtype)
+
+
+def inspect(proto, alias: str) -> tuple[tuple[int, ...], int]:
+    """The shape a request tensor declares and the bytes it takes once decoded, checked
+    without decoding it: negative or overflowing dimensions, ``tensor_content`` whose length
+    is not the shape's, and more values than elements are TF Serving's ``tensor parsing
+    error`` (Tensor::FromProto refuses them)."""
+    shape = tuple(d.size for d in proto.tensor_shape.dim)
+    if any(d < 0 for d in shape):
+        raise _parse_error(alias)
+    count = math.prod(shape)
+    if count > INT64_MAX:
+        raise _parse_error(alias)
+    if proto.dtype == DT_STRING:
+        values = proto.string_val
+        if len(values) > count or (count and not values):
+            raise _parse_error(alias)
+        return shape, count * 8 + sum(len(v) for v in values)
+    size = element_size(proto.dtype)
+    if proto.tensor_content:
+        if size is not None and len(proto.tensor_content) != count * size:
+            raise _parse_error(alias)
+    else:
+        entry = FIELDS.get(proto.dtype)
+        if entry is not None and len(getattr(proto, entry[0])) > count:
+            raise _parse_error(alias)
+    return shape, count * (size or 8)
+
+
 def to_ndarray(proto, alias: str) -> np.ndarray:
-    """Decode one request tensor; a malformed one is TF Serving's ``tensor parsing error``."""
+    """Decode one request tensor (after :func:`inspect` accepted it and the request's limits
+    allowed its size); a malformed one is TF Serving's ``tensor parsing error``."""
     shape = tuple(d.size for d in proto.tensor_shape.dim)
     count = math.prod(shape)
     entry = FIELDS.get(proto.dtype)
@@ -66,13 +111,12 @@ def to_ndarray(proto, alias: str) -> np.ndarray:
         return _with_tensorflow(proto, alias)
     field, np_dtype = entry
     if proto.tensor_content and np_dtype is not object:
-        array = np.frombuffer(proto.tensor_content, dtype=np_dtype)
-        if array.size != count:
-            raise invalid(f"tensor parsing error: {alias}")
-        return array.reshape(shape)
+        if len(proto.tensor_content) != count * np.dtype(np_dtype).itemsize:
+            raise _parse_error(alias)
+        return np.frombuffer(proto.tensor_content, dtype=np_dtype).reshape(shape)
     values = getattr(proto, field)
     if len(values) > count or (count and not values and proto.dtype == DT_STRING):
-        raise invalid(f"tensor parsing error: {alias}")
+        raise _parse_error(alias)
     array = np.array(values, dtype=np_dtype)
     if len(values) < count:
         fill = array[-1] if len(values) else np.zeros((), dtype=np_dtype)
