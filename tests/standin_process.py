@@ -18,10 +18,17 @@ from pathlib import Path
 
 import requests
 
-from tfsload import launch
-from tfsload.launch import free_port
+from tfsload.orchestrate import launch
+from tfsload.orchestrate.launch import free_port
 
-__all__ = ["StandinProcess", "free_port", "metric_value", "start_standin", "wait_available"]
+__all__ = [
+    "StandinProcess",
+    "free_port",
+    "metric_value",
+    "rss_bytes",
+    "start_standin",
+    "wait_available",
+]
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -71,6 +78,18 @@ def metric_value(metrics_url: str, name: str, **labels: str) -> float:
     return 0.0
 
 
+def rss_bytes(server: StandinProcess) -> int:
+    """Resident memory of the stand-in and its child processes (its REST body parsers)."""
+    import psutil
+
+    process = psutil.Process(server.process.pid)
+    total = 0
+    for member in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            total += member.memory_info().rss
+    return total
+
+
 def wait_available(server: StandinProcess, timeout: float) -> None:
     """Poll model status until it says AVAILABLE; fail with the log if the server exits."""
     deadline = time.monotonic() + timeout
@@ -98,8 +117,10 @@ def start_standin(
 ) -> Iterator[StandinProcess]:
     """Run ``python -m standin`` on free ports until the block ends (then SIGTERM and wait).
 
-    ``flags`` are passed as they are, after the ports, model name and base path. With
-    ``wait=False`` the block starts as soon as the process does (call ``wait_available``).
+    ``flags`` are passed as they are, after the ports, model name and base path: the stand-in's
+    limits and faults too, e.g. ``start_standin(base, "--fault_error_rate=0.5",
+    "--fault_error_code=503", "--fault_latency=exp:20ms")`` (see README, "The stand-in server").
+    With ``wait=False`` the block starts as soon as the process does (call ``wait_available``).
     """
     grpc_port, rest_port = launch.free_port(), launch.free_port()
     log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log")
