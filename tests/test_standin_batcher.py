@@ -268,3 +268,54 @@ def test_a_failing_batch_fails_every_request_in_it():
 
     results = run(scenario())
     assert all(isinstance(r, ServingError) and r.message == "bad rows" for r in results)
+
+
+def test_a_cancelled_request_leaves_its_batch_and_frees_its_queue_slot():
+    """A caller whose deadline passed: its rows leave the open batch, so the next request
+    needs no second batch (the queue holds one) and runs alone."""
+    model = FakeModel()
+
+    async def scenario():
+        batcher = Batcher(
+            config(max_batch_size=10, batch_timeout_micros=600_000_000, max_enqueued_batches=1),
+            model,
+        )
+        abandoned = asyncio.ensure_future(batcher.submit(KEY, rows(0, 6)))
+        await asyncio.sleep(0.01)
+        abandoned.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await abandoned
+        kept = asyncio.ensure_future(batcher.submit(KEY, rows(100, 6)))  # 6 + 6 > 10
+        await asyncio.sleep(0.01)
+        batcher.flush()
+        result = await kept
+        await batcher.close()
+        return result
+
+    result = run(scenario())
+    assert [b[:, 0].tolist() for b in model.batches] == [list(range(100, 106))]
+    np.testing.assert_array_equal(result["y"], rows(100, 6)["x"] * 2)
+
+
+def test_a_cancelled_request_in_a_closed_batch_leaves_the_queue_too():
+    model = FakeModel(hold=True)
+
+    async def scenario():
+        batcher = Batcher(config(max_batch_size=4, max_enqueued_batches=2), model)
+        running = asyncio.ensure_future(batcher.submit(KEY, rows(0, 4)))
+        await asyncio.to_thread(model.started.acquire)  # holds the only batch thread
+        abandoned = asyncio.ensure_future(batcher.submit(KEY, rows(4, 4)))  # closed batch
+        waiting = asyncio.ensure_future(batcher.submit(KEY, rows(8, 4)))  # open batch: 2 of 2
+        await asyncio.sleep(0.01)
+        abandoned.cancel()
+        await asyncio.sleep(0.01)
+        again = asyncio.ensure_future(batcher.submit(KEY, rows(12, 4)))  # room again
+        await asyncio.sleep(0.01)
+        model.release.set()
+        done = await asyncio.gather(running, waiting, again)
+        await batcher.close()
+        return done
+
+    done = run(scenario())
+    assert [len(r["y"]) for r in done] == [4, 4, 4]
+    assert [b[0, 0] for b in model.batches] == [0, 8, 12]
