@@ -30,8 +30,8 @@ from typing import Protocol
 import grpc
 import numpy as np
 
-from standin.config_files import BatchingConfig
 from standin.status import ServingError, invalid
+from tfsload.core.serving_config import BatchingConfig
 
 Arrays = dict[str, np.ndarray]
 _TIMER_SLACK = 1e-5  # seconds

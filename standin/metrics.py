@@ -18,7 +18,7 @@ import math
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
-from standin.config_files import BatchingConfig
+from tfsload.core.serving_config import BatchingConfig
 
 PREFIX = ":tensorflow:serving:"
 

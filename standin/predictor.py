@@ -26,7 +26,6 @@ import grpc
 import numpy as np
 
 from standin.batcher import Batcher
-from standin.config_files import BatchingConfig
 from standin.faults import Faults
 from standin.limits import STRING_ELEMENT_BYTES, Limits, check_shape
 from standin.metrics import Metrics
@@ -34,6 +33,7 @@ from standin.servable import DEFAULT_SIGNATURE, Servable, Signature, TensorSpec
 from standin.status import ServingError, invalid, not_found
 from standin.tensors import dtype_name, inspect, to_ndarray
 from tfsload.core.errors import ConfigError
+from tfsload.core.serving_config import BatchingConfig
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_WARMUP_RECORDS = 1000

@@ -20,11 +20,11 @@ import socket
 import sys
 
 from standin import BANNER, SERVER_HEADER
-from standin.config_files import BatchingConfig, read_batching, read_metrics_path
 from standin.flags import DEFAULT_MAX_REQUEST_ROWS, IGNORED_FLAGS, Flags
 from standin.limits import Limits
 from standin.servable import find_version
 from tfsload.core.errors import ConfigError
+from tfsload.core.serving_config import BatchingConfig, read_batching, read_metrics_path
 
 log = logging.getLogger("standin")
 

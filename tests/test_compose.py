@@ -26,10 +26,10 @@ import requests
 from dockerfile_parse import DockerfileParser
 from ruamel.yaml import YAML
 
-from standin.config_files import read_batching, read_metrics_path
 from tests.conftest import REPO
 from tests.standin_process import start_standin
 from tfsload.core.protos import DEFAULT_PATH as DESCRIPTORS_PATH
+from tfsload.core.serving_config import read_batching, read_metrics_path
 from tfsload.core.targets import load_targets
 
 COMPOSE_FILES = sorted(REPO.glob("compose*.yaml"))

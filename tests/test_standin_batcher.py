@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from standin.batcher import Batcher
-from standin.config_files import BatchingConfig
 from standin.status import ServingError
+from tfsload.core.serving_config import BatchingConfig
 
 KEY = ("serving_default", ())
 

@@ -17,9 +17,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from standin.config_files import read_metrics_path
 from tfsload.core.errors import ConfigError
 from tfsload.core.processes import free_port, log_tail
+from tfsload.core.serving_config import read_metrics_path
 from tfsload.core.targets import Target
 from tfsload.orchestrate.experiment import ExperimentTarget, Model
 from tfsload.orchestrate.probe import ServerInfo, model_status

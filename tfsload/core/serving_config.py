@@ -51,7 +51,7 @@ _FIELDS = (
 def message_class(name: str) -> type:
     """The class of ``tensorflow.serving.<name>``, built in a private descriptor pool."""
     proto = descriptor_pb2.FileDescriptorProto(
-        name="standin/tfserving_config.proto",
+        name="tfsload/tfserving_config.proto",
         package="tensorflow.serving",
         syntax="proto3",
         dependency=["google/protobuf/wrappers.proto"],
