@@ -1,16 +1,23 @@
-"""``tfsload run|report|compare|locustfile``: run an experiment matrix, re-render, compare runs.
+"""``tfsload run|slo|tune|report|compare|locustfile``: run an experiment, search it, re-render.
 
 Exit codes of ``run``: 0 every cell ran and passed; 1 a cell could not run (unreachable target,
 failed launch, Locust crashed); 2 bad input (nothing was run); 3 a cell's verdict is FAIL (a
 threshold, a saturated generator, or errors with no fail_ratio threshold to judge them); 130
 interrupted (the report is marked partial). ``compare`` exits 1 past the tolerance.
 ``locustfile`` prints the installed locustfile's path: ``locust -f "$(tfsload locustfile)"``.
+
+``slo`` (the highest load under a latency bound) and ``tune`` (the batching tuner) exit 0 when
+every target and protocol was measured (also when ``--max-minutes`` cut the search short: the
+report says so), 1 when a target could not be started, 2 on bad input, 3 when some target kept
+the bound at no load tried, 130 when interrupted (the report is partial; ``--resume DIR``
+goes on).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
@@ -98,6 +105,91 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _search_settings(args: argparse.Namespace) -> tuple[float, float, float]:
+    """(p99 bound, fail-ratio bound, resolution) from the command line, checked."""
+    if args.p99_ms is None:
+        raise ConfigError("--p99-ms: required (the latency bound, ms), or --resume DIR")
+    if not 0 < args.p99_ms < 3_600_000:
+        raise ConfigError(f"--p99-ms: must be a positive number of ms, got {args.p99_ms:g}")
+    fail_ratio = 0.001 if args.fail_ratio is None else args.fail_ratio
+    if not 0 <= fail_ratio <= 1:
+        raise ConfigError(f"--fail-ratio: must be between 0 and 1, got {fail_ratio:g}")
+    resolution = 0.05 if args.resolution is None else args.resolution
+    if not 0.001 <= resolution <= 1:
+        raise ConfigError(f"--resolution: must be between 0.001 and 1, got {resolution:g}")
+    return args.p99_ms, fail_ratio, resolution
+
+
+def search_exit_code(record: dict) -> int:
+    """The ``slo``/``tune`` exit code for a finished search (see the module docstring)."""
+    if record["status"] == "partial":
+        return EXIT_INTERRUPTED
+    results = record["results"]
+    if record["kind"] == "tune":
+        results = [c["result"] for t in results for c in t["configurations"]]
+    if any(r["status"] == "failed" for r in results):
+        return EXIT_FAILED
+    if record["kind"] == "tune":
+        found = all(t["best"] or t["baseline"] for t in record["results"])
+    else:
+        found = all(r["highest"] is not None for r in results if r["status"] == "complete")
+    return 0 if found else EXIT_THRESHOLD
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    """``slo`` and ``tune``: a new search into ``--out``, or one resumed from ``--resume``."""
+    from tfsload.orchestrate.capacity import run_slo
+    from tfsload.orchestrate.experiment import load_experiment
+    from tfsload.orchestrate.restart import restartable
+    from tfsload.orchestrate.session import Session, open_session
+    from tfsload.orchestrate.slo import Bound
+    from tfsload.orchestrate.tuner import run_tune
+    from tfsload.report.search_report import answers, write_search_report
+
+    kind = args.command
+    if args.max_minutes is not None and not args.max_minutes > 0:
+        raise ConfigError(f"--max-minutes: must be more than 0, got {args.max_minutes:g}")
+    resumed = None
+    if args.resume:
+        given = [f for f in ("experiment", "p99_ms", "fail_ratio", "resolution", "out")
+                 if getattr(args, f) is not None]  # fmt: skip
+        if given:
+            flag = given[0].replace("_", "-")
+            raise ConfigError(f"--resume: the folder keeps its search's settings; drop {flag}")
+        out = Path(args.resume).resolve()
+        resumed, experiment = open_session(out, kind)
+        bound, resolution = Bound.from_dict(resumed["bound"]), resumed["resolution"]
+    else:
+        if args.experiment is None:
+            raise ConfigError(f"tfsload {kind}: give an experiment file, or --resume DIR")
+        p99, fail_ratio, resolution = _search_settings(args)
+        bound = Bound(p99, fail_ratio)
+        experiment = load_experiment(Path(args.experiment))
+        stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
+        out = Path(args.out or f"reports/{experiment.name}-{kind}-{stamp}").resolve()
+        if out.exists() and any(out.iterdir()):
+            raise ConfigError(f"--out {out}: exists and is not empty (to go on: --resume {out})")
+    if kind == "tune":
+        restartable(experiment)  # every target must be one the tuner can restart
+    session = Session(out, experiment, kind, bound, resolution, args.max_minutes)
+    verb = "resuming" if resumed else "starting"
+    print(f"{kind} {experiment.name}: {verb}, {bound.describe()} -> {out}", file=sys.stderr)
+    session.begin(resumed)
+    with session.signals():
+        (run_tune if kind == "tune" else run_slo)(session)
+    session.save(session.final_status())
+    record = write_search_report(out)
+    print()
+    for line in answers(record):
+        print(f"- {line}")
+    kept = f", {session.steps_kept} kept from before" if session.steps_kept else ""
+    status = {"complete": "Report", "cut_short": "Report (CUT SHORT)"}.get(
+        record["status"], "PARTIAL report"
+    )
+    print(f"\n{session.steps_run} steps run{kept}. {status}: {out / 'report.html'}")
+    return search_exit_code(record)
+
+
 def cmd_locustfile(_args: argparse.Namespace) -> int:
     print(resources.files("tfsload") / "locustfile.py")
     return 0
@@ -114,6 +206,27 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="re-render a report from a results directory")
     report.add_argument("dir", help="results directory of an earlier run")
     report.set_defaults(func=cmd_report)
+    for kind, what in (
+        ("slo", "the highest load per target and protocol that keeps a latency bound"),
+        ("tune", "the batching parameters that carry the most load within a latency bound"),
+    ):
+        search = commands.add_parser(kind, help=what)
+        search.add_argument("experiment", nargs="?", help="experiment TOML file")
+        search.add_argument("--p99-ms", type=float, help="the p99 bound, ms (required)")
+        search.add_argument(
+            "--fail-ratio", type=float, help="the failed-requests bound, 0..1 (default 0.001)"
+        )
+        search.add_argument(
+            "--resolution",
+            type=float,
+            help="stop bisecting when the bracket is this narrow, a fraction (default 0.05)",
+        )
+        search.add_argument("--out", help=f"results folder (default reports/<name>-{kind}-<time>)")
+        search.add_argument(
+            "--max-minutes", type=float, help="time budget of the whole search (best so far)"
+        )
+        search.add_argument("--resume", metavar="DIR", help="go on with the search in DIR")
+        search.set_defaults(func=cmd_search)
     comp = commands.add_parser("compare", help="per-cell changes between two runs")
     comp.add_argument("old", help="baseline results directory or summary.json")
     comp.add_argument("new", help="new results directory or summary.json")

@@ -137,6 +137,14 @@ class LoadShape:
         flag="--arrival",
         choices=ARRIVAL_MODES,
     )
+    late_after_ms: float = setting(
+        1.0,
+        "open loop: a send leaving more than this late counts as late (more than 1% late: the "
+        "schedule was not kept)",
+        flag="--late-after-ms",
+        ui=False,
+        minimum=0,
+    )
 
     @property
     def open_loop(self) -> bool:

@@ -76,7 +76,12 @@ class RunState:
     def __post_init__(self) -> None:
         self.budget = RequestBudget(self.share.warmup, self.share.count, self.started)
         rate = self.share.rate
-        self.schedule = ArrivalSchedule(rate, self.spec.load.arrival) if rate > 0 else None
+        late_after_s = self.spec.load.late_after_ms / 1000
+        self.schedule = (
+            ArrivalSchedule(rate, self.spec.load.arrival, late_after_s=late_after_s)
+            if rate > 0
+            else None
+        )
         self.stats = PreciseStats(window_length(self.spec))
         self.cpu = CpuSampler()
         self.stopped = False

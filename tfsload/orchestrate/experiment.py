@@ -7,7 +7,9 @@ An experiment is a TOML file (see ``configs/experiments/demo.toml`` for a commen
     protocols = ["rest", "grpc"]
     [model]            # name on the server, base path for launched stand-ins, request rows
     [load]             # users, spawn_rate, requests | duration, warmup_requests, arrival_rate,
-                       # arrival, rows_per_request
+                       # arrival, rows_per_request; a sweep: users = [1, 2, 4] or
+                       # arrival_rates = [100, 200] (then no requests or duration)
+    [search]           # windows of a stable step, and what slo/tune search (SearchSettings)
     [thresholds]       # p50_ms, p95_ms, p99_ms, fail_ratio, min_rps, fail_on_saturation,
                        # saturation_cpu_percent
     [[targets]]        # as in a targets file, plus launch = "standin" and flags = [...]
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, fields, replace
+from itertools import pairwise
 from pathlib import Path
 
 from tfsload.core import run_spec
@@ -41,6 +44,7 @@ TOP_KEYS = {
     "thresholds",
     "targets",
     "targets_file",
+    "search",
 }
 MODEL_KEYS = {"name", "base_path", "instances"}
 # [load] key -> (run spec section, setting); duration and max_duration become load.run_time_s.
@@ -53,7 +57,8 @@ LOAD_SETTINGS = {
     "arrival": ("load", "arrival"),
     "rows_per_request": ("workload", "rows_per_request"),
 }
-LOAD_KEYS = {*LOAD_SETTINGS, "duration", "max_duration"}
+LOAD_KEYS = {*LOAD_SETTINGS, "duration", "max_duration", "arrival_rates"}
+SEARCH_AXES = ("rate", "users")
 THRESHOLD_KEYS = {f.name for f in fields(Checks)}
 LAUNCH_KINDS = ("standin",)
 # Flags the runner sets itself for a launched stand-in: the ports it picked and the model.
@@ -78,6 +83,15 @@ class Model:
 
 
 @dataclass(frozen=True)
+class Sweep:
+    """Load levels each cell runs through, one stable step each: ``kind`` is ``users``
+    (closed loop) or ``arrival_rate`` (open loop, sent by the experiment's users)."""
+
+    kind: str
+    levels: tuple[float, ...]
+
+
+@dataclass(frozen=True)
 class Load:
     """How each cell is loaded; every cell gets exactly the same load."""
 
@@ -85,6 +99,14 @@ class Load:
     duration: str | None
     max_duration: str
     rows_per_request: int
+    sweep: Sweep | None = None
+    arrival_given: bool = False  # [load] arrival is in the file
+
+    @property
+    def step_arrival(self) -> str:
+        """Open-loop arrivals of stable steps (sweeps, slo, tune): the file's ``arrival``, else
+        Poisson, as MLPerf's Server scenario."""
+        return self.shape.arrival if self.arrival_given else "poisson"
 
     @property
     def users(self) -> int:
@@ -98,6 +120,33 @@ class Load:
     def time_limit_s(self) -> float:
         """Locust's own run-time limit for a cell: the duration, or the safety cap on counts."""
         return self.shape.run_time_s
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    """``[search]``: how a step is cut into windows and judged stable, where a search for the
+    highest load under a bound starts and stops, and what the batching tuner tries.
+
+    ``axis`` ``rate`` searches open-loop Poisson rates (MLPerf's Server scenario); ``users``
+    searches closed-loop concurrency, for "how many users at a time can this serve".
+    """
+
+    window_s: float = 5.0
+    stable_windows: int = 3
+    tolerance: float = 0.1
+    max_windows: int = 10
+    axis: str = "rate"
+    start: float | None = None  # default: 50 req/s, or 1 user
+    minimum: float | None = None  # default: 1 req/s, or 1 user
+    maximum: float | None = None  # default: 100,000 req/s, or 1,024 users
+    max_batch_sizes: tuple[int, ...] = (8, 16, 32, 64, 128, 256)
+    batch_timeouts_us: tuple[int, ...] = (0, 1000, 2000, 5000)
+    scan_timeout_us: int | None = None  # default: half the p99 bound
+    batch_threads: int | None = None  # default: the server's cores
+    extras: bool = True  # also try allowed_batch_sizes and max_enqueued_batches
+
+
+SEARCH_DEFAULTS = {"rate": (50.0, 1.0, 100_000.0), "users": (1.0, 1.0, 1024.0)}
 
 
 @dataclass(frozen=True)
@@ -147,6 +196,7 @@ class Experiment:
     load: Load
     checks: Checks
     targets: tuple[ExperimentTarget, ...]
+    search: SearchSettings = SearchSettings()
 
     @property
     def base_dir(self) -> Path:
@@ -167,6 +217,14 @@ class Experiment:
     def cells(self) -> list[Cell]:
         """All cells in run order: per target, each protocol."""
         return [Cell(t, p) for t in self.targets for p in self.protocols]
+
+    def require_length(self) -> None:
+        """A matrix run needs each cell's length; slo, tune and sweeps run until stable."""
+        if self.load.sweep is None and self.load.requests is None and self.load.duration is None:
+            raise ConfigError(
+                f"{self.path}: load.requests: give requests or duration (or a sweep: a users "
+                "list or arrival_rates)"
+            )
 
 
 def parse_duration(text: str) -> float:
@@ -239,14 +297,50 @@ def _spec_section(section: str, values: dict, keys: dict[str, str], file: Path):
         raise ConfigError(f"{file}: {keys.get(setting, setting)}: {exc.problem}") from None
 
 
+def _levels(table: _Table, key: str, integer: bool) -> tuple[float, ...]:
+    """A sweep's load levels: a non-empty, increasing list of positive numbers."""
+    values = table.data[key]
+    kind = "integers" if integer else "numbers"
+    kinds = (int,) if integer else (int, float)
+    if (
+        not isinstance(values, list)
+        or not values
+        or not all(isinstance(v, kinds) and not isinstance(v, bool) and v > 0 for v in values)
+    ):
+        raise ConfigError(f"{table.key(key)}: must be a non-empty list of positive {kind}")
+    if any(b <= a for a, b in pairwise(values)):
+        raise ConfigError(f"{table.key(key)}: must increase from one level to the next")
+    return tuple(float(v) for v in values)
+
+
+def _parse_sweep(table: _Table) -> Sweep | None:
+    """``users = [..]`` (closed loop) or ``arrival_rates = [..]`` (open loop), or None."""
+    users, rates = table.data.get("users"), table.data.get("arrival_rates")
+    if isinstance(users, list) and rates is not None:
+        raise ConfigError(f"{table.key('arrival_rates')}: give a users list or arrival_rates")
+    if rates is not None:
+        if "arrival_rate" in table.data:
+            raise ConfigError(f"{table.key('arrival_rates')}: give arrival_rate or arrival_rates")
+        return Sweep("arrival_rate", _levels(table, "arrival_rates", integer=False))
+    if isinstance(users, list):
+        if "arrival_rate" in table.data:
+            raise ConfigError(f"{table.key('users')}: a users list is closed loop: no arrival_rate")
+        return Sweep("users", _levels(table, "users", integer=True))
+    return None
+
+
 def _parse_load(data: object, file: Path) -> Load:
     table = _Table(data, file, "load", LOAD_KEYS)
     if table.data.get("users") is None:
         raise ConfigError(f"{table.key('users')}: required")
+    sweep = _parse_sweep(table)
     requests = table.data.get("requests")
     duration = table.string("duration")
-    if (requests is None) == (duration is None):
+    if requests is not None and duration is not None:
         raise ConfigError(f"{table.key('requests')}: give exactly one of requests or duration")
+    if sweep and (requests is not None or duration is not None):
+        key = "requests" if requests is not None else "duration"
+        raise ConfigError(f"{table.key(key)}: a sweep's steps run until stable: leave it out")
     max_duration = table.string("max_duration", DEFAULT_MAX_DURATION)
     for key, value in (("duration", duration), ("max_duration", max_duration)):
         try:
@@ -260,6 +354,8 @@ def _parse_load(data: object, file: Path) -> Load:
         names[setting] = f"load.{key}"
         if key in table.data:
             sections[section][setting] = table.data[key]
+    if sweep and sweep.kind == "users":
+        sections["load"]["users"] = int(max(sweep.levels))
     sections["load"]["run_time_s"] = parse_duration(duration or max_duration)
     workload = _spec_section("workload", sections["workload"], names, file)
     shape = _spec_section("load", sections["load"], names, file)
@@ -269,7 +365,62 @@ def _parse_load(data: object, file: Path) -> Load:
         raise ConfigError(f"{table.key('requests')}: must be at least 1")
     if not shape.spawn_rate:
         shape = replace(shape, spawn_rate=float(shape.users))
-    return Load(shape, duration, max_duration, workload.rows_per_request)
+    given = "arrival" in table.data
+    return Load(shape, duration, max_duration, workload.rows_per_request, sweep, given)
+
+
+def _parse_search(data: object, file: Path) -> SearchSettings:
+    allowed = {f.name for f in fields(SearchSettings)}
+    table = _Table(data, file, "search", allowed)
+    values: dict = {}
+    for key, minimum, integer in (
+        ("window_s", 0.5, False),
+        ("stable_windows", 2, True),
+        ("tolerance", 0.001, False),
+        ("max_windows", 2, True),
+        ("start", 1, False),
+        ("minimum", 1, False),
+        ("maximum", 1, False),
+        ("scan_timeout_us", 0, True),
+        ("batch_threads", 1, True),
+    ):
+        value = table.number(key, minimum, integer=integer)
+        if value is not None:
+            values[key] = value
+    if "axis" in table.data:
+        axis = table.string("axis")
+        if axis not in SEARCH_AXES:
+            raise ConfigError(f"{table.key('axis')}: must be one of {', '.join(SEARCH_AXES)}")
+        values["axis"] = axis
+    for key, minimum in (("max_batch_sizes", 1), ("batch_timeouts_us", 0)):
+        if key in table.data:
+            items = table.data[key]
+            if (
+                not isinstance(items, list)
+                or not items
+                or not all(type(v) is int and v >= minimum for v in items)
+            ):
+                raise ConfigError(
+                    f"{table.key(key)}: must be a non-empty list of integers >= {minimum}"
+                )
+            values[key] = tuple(items)
+    if "extras" in table.data:
+        if not isinstance(table.data["extras"], bool):
+            raise ConfigError(f"{table.key('extras')}: must be true or false")
+        values["extras"] = table.data["extras"]
+    settings = SearchSettings(**values)
+    if settings.max_windows < settings.stable_windows:
+        raise ConfigError(f"{table.key('max_windows')}: must be at least stable_windows")
+    start, low, high = SEARCH_DEFAULTS[settings.axis]
+    settings = replace(
+        settings,
+        start=settings.start or start,
+        minimum=settings.minimum or low,
+        maximum=settings.maximum or high,
+    )
+    if not settings.minimum <= settings.start <= settings.maximum:
+        raise ConfigError(f"{table.key('start')}: must lie between minimum and maximum")
+    return settings
 
 
 def _parse_thresholds(data: object, file: Path) -> Checks:
@@ -350,6 +501,7 @@ def load_experiment(path: Path) -> Experiment:
     model = _parse_model(data.get("model", {}), file)
     load = _parse_load(data["load"], file)
     checks = _parse_thresholds(data.get("thresholds", {}), file)
+    search = _parse_search(data.get("search", {}), file)
     targets = _parse_targets(data, file)
     for i, et in enumerate(targets):
         for protocol in protocols:
@@ -368,4 +520,5 @@ def load_experiment(path: Path) -> Experiment:
         load=load,
         checks=checks,
         targets=targets,
+        search=search,
     )

@@ -1,0 +1,103 @@
+"""A small TF-Serving-like REST server whose latency follows a law the test chooses.
+
+The searches' tests need targets whose answer is known in advance: latency that stays put, that
+grows on a schedule, or that jumps once the arrival rate passes a known value. The real stand-in
+cannot promise any of that on a shared 2-core machine, so these tests use this server: it
+answers ``POST /v1/models/<name>:predict`` with one ``[p, 1 - p]`` row per row sent (what the
+Locust users check) and ``GET /v1/models/<name>`` with TF Serving's AVAILABLE status, after
+``latency(now, recent_rate)`` seconds, where ``recent_rate`` is the number of predicts that
+arrived in the last second. Waiting costs no CPU (asyncio), so the generator is not starved.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+from aiohttp import web
+
+from tfsload.core.processes import free_port
+
+Latency = Callable[[float, int], float]
+STATUS = {
+    "model_version_status": [
+        {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+    ]
+}
+
+
+def steady(seconds: float) -> Latency:
+    return lambda _now, _rate: seconds
+
+
+def doubling_every(seconds: float, period: float) -> Latency:
+    """``seconds`` at first, twice that after ``period`` seconds, four times after two..."""
+    start = time.monotonic()
+    return lambda now, _rate: seconds * 2 ** int((now - start) / period)
+
+
+def knee_at(rate: float, fast: float, slow: float) -> Latency:
+    """``fast`` while at most ``rate`` predicts arrived in the last second, else ``slow``."""
+    return lambda _now, recent: fast if recent <= rate else slow
+
+
+class FakeServer:
+    def __init__(self, latency: Latency) -> None:
+        self.latency = latency
+        self.port = free_port()
+        self.arrivals: collections.deque[float] = collections.deque()
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.ready = threading.Event()
+
+    @property
+    def rest(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def predict(self, request: web.Request) -> web.Response:
+        now = time.monotonic()
+        self.arrivals.append(now)
+        while self.arrivals[0] < now - 1.0:
+            self.arrivals.popleft()
+        body = json.loads(await request.read())
+        delay = self.latency(now, len(self.arrivals))
+        await asyncio.sleep(delay)
+        rows = [[0.25, 0.75] for _ in body["instances"]]
+        return web.json_response({"predictions": rows})
+
+    async def status(self, _request: web.Request) -> web.Response:
+        return web.json_response(STATUS)
+
+    def serve(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        app = web.Application()
+        app.router.add_post(r"/v1/models/{name}:predict", self.predict)
+        app.router.add_get("/v1/models/{name}", self.status)
+        runner = web.AppRunner(app, access_log=None)
+        self.loop.run_until_complete(runner.setup())
+        site = web.TCPSite(runner, "127.0.0.1", self.port, backlog=1024)
+        self.loop.run_until_complete(site.start())
+        self.ready.set()
+        try:
+            self.loop.run_forever()
+        finally:
+            self.loop.run_until_complete(runner.cleanup())
+            self.loop.close()
+
+
+@contextmanager
+def fake_server(latency: Latency) -> Iterator[FakeServer]:
+    """Serve in a background thread for the ``with`` block."""
+    server = FakeServer(latency)
+    thread = threading.Thread(target=server.serve, daemon=True)
+    thread.start()
+    server.ready.wait(10)
+    try:
+        yield server
+    finally:
+        server.loop.call_soon_threadsafe(server.loop.stop)
+        thread.join(10)

@@ -1,0 +1,251 @@
+"""``tfsload tune``: which batching parameters carry the most load within the latency bound.
+
+For each target and protocol the tuner restarts the server once per configuration and measures
+it as the highest load under the bound (:func:`tfsload.orchestrate.capacity.highest_load`), in
+the order TF Serving's batching guide (tensorflow_serving/batching/README.md) tunes:
+
+1. no batching: the baseline every configuration is compared with;
+2. ``num_batch_threads`` = the server's cores, a large ``batch_timeout_micros`` (half the p99
+   bound unless ``[search] scan_timeout_us`` says otherwise: a batch that waits longer could
+   never meet the bound), scanning ``max_batch_size`` upwards; the scan stops once two sizes in
+   a row fall behind the best by more than the resolution (the peak is behind us);
+3. the best size with ``batch_timeout_micros`` scanned (0 included), to rein in the tail;
+4. with ``extras``: the best so far with ``max_enqueued_batches`` = ``num_batch_threads`` (the
+   guide's advice for online serving), then with ``allowed_batch_sizes`` (powers of two up to
+   ``max_batch_size``); each is kept only if it carries more.
+
+The best configuration is the one with the highest throughput at its highest passing load. It
+is written as a ready ``batching_parameters_file``, with its figures in a comment; every
+configuration tried has its file in ``batching/``. The decisions depend only on the
+configurations' results, so a resumed tuner replays its kept steps to where it stopped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, replace
+
+from tfsload.core.files import write_atomic
+from tfsload.orchestrate.capacity import highest_load
+from tfsload.orchestrate.experiment import Cell
+from tfsload.orchestrate.restart import OnDemand, Restartable, restartable
+from tfsload.orchestrate.session import Session
+
+NO_BATCHING = "no-batching"
+TF_SERVING_QUEUE = 10  # TF Serving's default max_enqueued_batches
+
+
+@dataclass(frozen=True)
+class Batching:
+    """One set of TF Serving ``BatchingParameters``."""
+
+    max_batch_size: int
+    batch_timeout_micros: int
+    num_batch_threads: int
+    max_enqueued_batches: int = TF_SERVING_QUEUE
+    allowed_batch_sizes: tuple[int, ...] = ()
+
+    @property
+    def id(self) -> str:
+        base = (
+            f"b{self.max_batch_size}-t{self.batch_timeout_micros}us"
+            f"-n{self.num_batch_threads}-q{self.max_enqueued_batches}"
+        )
+        if self.allowed_batch_sizes:
+            base += "-a" + "_".join(str(size) for size in self.allowed_batch_sizes)
+        return base
+
+    def label(self) -> str:
+        """Short, for plot labels: ``32 rows, 2000 µs, 2 thr, q10 [+ sizes]``."""
+        text = (
+            f"{self.max_batch_size} rows, {self.batch_timeout_micros} µs, "
+            f"{self.num_batch_threads} thr, q{self.max_enqueued_batches}"
+        )
+        return text + (", sizes" if self.allowed_batch_sizes else "")
+
+    def text(self, comment: str = "") -> str:
+        """The ``batching_parameters_file`` (TF Serving's text protobuf)."""
+        lines = [f"# {line}" if line else "#" for line in comment.splitlines()]
+        lines += [
+            f"max_batch_size {{ value: {self.max_batch_size} }}",
+            f"batch_timeout_micros {{ value: {self.batch_timeout_micros} }}",
+            f"max_enqueued_batches {{ value: {self.max_enqueued_batches} }}",
+            f"num_batch_threads {{ value: {self.num_batch_threads} }}",
+            *(f"allowed_batch_sizes: {size}" for size in self.allowed_batch_sizes),
+        ]
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "allowed_batch_sizes": list(self.allowed_batch_sizes)}
+
+
+def power_of_two_sizes(max_batch_size: int) -> tuple[int, ...]:
+    """Powers of two from an eighth of ``max_batch_size`` up, ending at it (TF Serving wants
+    the last allowed size to be ``max_batch_size``)."""
+    sizes, size = [], 1
+    while size < max_batch_size:
+        if size * 8 >= max_batch_size:
+            sizes.append(size)
+        size *= 2
+    return (*sizes, max_batch_size)
+
+
+class Tuning:
+    """The tuner's run for one target and protocol."""
+
+    def __init__(self, session: Session, server: Restartable, cell: Cell) -> None:
+        self.session = session
+        self.server = server
+        self.cell = cell
+        self.tried: list[dict] = []
+        self.stopped = False
+
+    # -- measuring one configuration ---------------------------------------------------------
+    def measure(self, batching: Batching | None, phase: str) -> dict | None:
+        """The configuration's highest load under the bound (None once the search stops)."""
+        if self.stopped:
+            return None
+        session = self.session
+        config_id = batching.id if batching else NO_BATCHING
+        for done in self.tried:
+            if done["id"] == config_id:
+                return done
+        flags: tuple[str, ...] = ()
+        file = None
+        if batching is not None:
+            file = session.out / "batching" / f"{config_id}.cfg"
+            write_atomic(file, batching.text())
+            flags = ("--enable_batching", f"--batching_parameters_file={file}")
+        log = session.out / "servers" / f"{self.server.name}-{config_id}.log"
+        on_demand = OnDemand(self.server, flags, log, lambda: session.interrupted)
+        label = f"{self.cell.id} {config_id}"
+        try:
+            result = highest_load(session, self.cell, on_demand.target, config_id, label)
+        finally:
+            on_demand.close()
+        entry = {
+            "id": config_id,
+            "phase": phase,
+            "batching": batching.to_dict() if batching else None,
+            "label": batching.label() if batching else "no batching",
+            "file": str(file.relative_to(session.out)) if file else None,
+            "result": result,
+        }
+        self.tried.append(entry)
+        if result["status"] == "stopped":
+            self.stopped = True
+        return entry
+
+    @staticmethod
+    def throughput(entry: dict | None) -> float:
+        if entry is None:
+            return 0.0
+        return entry["result"].get("throughput_rps") or 0.0
+
+    def best(self, batching_only: bool = False) -> dict | None:
+        candidates = [e for e in self.tried if e["batching"] or not batching_only]
+        candidates = [e for e in candidates if self.throughput(e) > 0]
+        return max(candidates, key=self.throughput, default=None)
+
+    # -- the guide's phases ------------------------------------------------------------------
+    def run(self) -> None:
+        session = self.session
+        search = session.experiment.search
+        threads = search.batch_threads or self.server.cores
+        scan_timeout = search.scan_timeout_us
+        if scan_timeout is None:
+            scan_timeout = int(session.bound.p99_ms * 1000 / 2)
+        self.measure(None, "baseline")
+        behind = 0
+        for size in sorted(search.max_batch_sizes):
+            entry = self.measure(Batching(size, scan_timeout, threads), "max_batch_size")
+            leader = self.best(batching_only=True)
+            if entry is None:
+                return
+            if entry is leader:
+                behind = 0
+            elif self.throughput(entry) < self.throughput(leader) / (1 + session.resolution):
+                behind += 1
+                if behind == 2:
+                    break
+        leader = self.best(batching_only=True)
+        if leader is None:
+            return
+        size = leader["batching"]["max_batch_size"]
+        for timeout in sorted(search.batch_timeouts_us):
+            if self.measure(Batching(size, timeout, threads), "batch_timeout_micros") is None:
+                return
+        if not search.extras:
+            return
+        leader = self.best(batching_only=True)
+        base = Batching(**{**leader["batching"], "allowed_batch_sizes": ()})
+        self.measure(replace(base, max_enqueued_batches=threads), "max_enqueued_batches")
+        leader = self.best(batching_only=True)
+        base = Batching(**{**leader["batching"], "allowed_batch_sizes": ()})
+        sizes = power_of_two_sizes(base.max_batch_size)
+        self.measure(replace(base, allowed_batch_sizes=sizes), "allowed_batch_sizes")
+
+    # -- the outcome -------------------------------------------------------------------------
+    def summary(self) -> dict:
+        """The cell's tuning result: every configuration, the best, the verdict on batching."""
+        baseline = next((e for e in self.tried if e["id"] == NO_BATCHING), None)
+        best = self.best(batching_only=True)
+        base_rps, best_rps = self.throughput(baseline), self.throughput(best)
+        gain = best_rps / base_rps - 1 if base_rps and best_rps else None
+        pays = best_rps > base_rps * (1 + self.session.resolution) if best else False
+        result = {
+            "cell": self.cell.id,
+            "target": self.cell.target.name,
+            "label": self.cell.target.target.label,
+            "protocol": self.cell.protocol,
+            "cores": self.server.cores,
+            "configurations": self.tried,
+            "baseline": baseline["id"] if baseline else None,
+            "best": best["id"] if best else None,
+            "best_file": None,
+            "gain": round(gain, 4) if gain is not None else None,
+            "batching_pays": pays,
+            "complete": not self.stopped,
+        }
+        if best is not None:
+            result["best_file"] = self._write_best(best, base_rps, pays)
+        return result
+
+    def _write_best(self, best: dict, base_rps: float, pays: bool) -> str:
+        session = self.session
+        batching = Batching(**{**best["batching"], "allowed_batch_sizes": tuple(
+            best["batching"]["allowed_batch_sizes"]
+        )})  # fmt: skip
+        result = best["result"]
+        unit = "users" if session.experiment.search.axis == "users" else "req/s offered"
+        verdict = (
+            f"{result['throughput_rps']:,.1f} req/s against {base_rps:,.1f} without batching"
+            if base_rps
+            else "no batching met the bound at any load tried"
+        )
+        comment = (
+            f"Best batching configuration found by tfsload tune for {self.cell.id} "
+            f"({self.cell.target.target.label}).\n"
+            f"Highest load with {session.bound.describe()}: {result['highest']:g} {unit}, "
+            f"p99 {result['p99_ms']} ms; {verdict}.\n"
+            + ("" if pays else "Batching does NOT pay here: serve without --enable_batching.\n")
+            + "Use: --enable_batching --batching_parameters_file=<this file>"
+        )
+        name = f"best-batching-{self.cell.id}.cfg"
+        write_atomic(session.out / name, batching.text(comment))
+        return name
+
+
+def run_tune(session: Session) -> None:
+    """Tune every target x protocol; results go into ``search.json``."""
+    experiment = session.experiment
+    results = session.record["results"] = []
+    servers = {server.name: server for server in restartable(experiment)}
+    for cell in experiment.cells:
+        if session.stop_reason():
+            break
+        tuning = Tuning(session, servers[cell.target.name], cell)
+        tuning.run()
+        results.append(tuning.summary())
+        session.save()
+        if tuning.stopped:
+            break

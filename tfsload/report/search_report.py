@@ -1,0 +1,265 @@
+"""The report of ``tfsload slo`` and ``tfsload tune``, rendered from ``search.json`` alone.
+
+It states the answer first (per cell: the highest load within the bound, or the best batching
+configuration and how much it beats no batching, or that batching does not pay), then the
+evidence: every configuration and probe with its figures, stability, and the generator's state.
+``tfsload report DIR`` redoes it.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from tfsload.core.files import write_atomic
+from tfsload.report.blocks import Blocks, html_page, markdown
+
+STATUS_WORDS = {
+    "complete": "complete",
+    "cut_short": "CUT SHORT by the time budget: the best found so far",
+    "partial": "PARTIAL: interrupted; finished steps are kept (resume with --resume)",
+    "running": "still running, or stopped without a word (resume with --resume)",
+}
+
+
+def _ms(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f} ms"
+
+
+def _num(value: float | None, unit: str = "") -> str:
+    return "–" if value is None else f"{value:,.1f}{unit}"
+
+
+def _load(value: float | None, axis: str) -> str:
+    if value is None:
+        return "none"
+    return f"{value:g} users" if axis == "users" else f"{value:g} req/s"
+
+
+def cell_answer(result: dict, axis: str, bound: str) -> str:
+    """One sentence: the highest load within the bound for one search, and what stopped it."""
+    name = result["cell"]
+    if result["status"] == "failed":
+        return f"{name}: not measured: {result['reason']}"
+    search = result["search"]
+    limit = {
+        "over": "above it the server broke the bound",
+        "generator": "above it the GENERATOR could not deliver the load, so the server's limit "
+        "is not known",
+        "failed": "above it a step failed to measure",
+        "maximum": "the search's maximum load passed",
+    }.get(search["limited_by"], "")
+    cut = "" if result["status"] == "complete" else f" (search stopped: {result['reason']})"
+    if result["highest"] is None:
+        return f"{name}: no load tried kept {bound}{cut}"
+    high = search["lowest_failing"]
+    bracket = f", {_load(high, axis)} did not" if high is not None else ""
+    return (
+        f"{name}: {_load(result['highest'], axis)} kept {bound} "
+        f"({_num(result['throughput_rps'])} req/s served, p99 {_ms(result['p99_ms'])}{bracket}); "
+        f"{limit}{cut}"
+    )
+
+
+def probe_rows(result: dict, axis: str) -> list[list[str]]:
+    rows = []
+    for probe in result.get("search", {}).get("probes", []):
+        e = probe["evidence"]
+        setting = probe["load_setting"]
+        load = _load(probe["load"], axis)
+        if setting.get("rate"):
+            load += f" ({setting['users']} users)"
+        if e["status"] != "complete":
+            rows.append([load, "–", "–", "–", "–", "–", "–", "–", probe["kind"], probe["reason"]])
+            continue
+        rows.append(
+            [
+                load,
+                f"{'yes' if e['stable'] else 'NO'} ({e['windows']})",
+                _num(e["rps"]),
+                _ms(e["p50_ms"]),
+                _ms(e["p99_ms"]),
+                f"{e['fail_ratio']:.3%}",
+                "yes" if e["schedule_kept"] else f"NO ({e['late_sends']} late)",
+                f"{e['generator_cpu_max']:.0f}%"
+                + (" SATURATED" if e["generator_saturated"] else ""),
+                probe["kind"].upper(),
+                probe["reason"],
+            ]
+        )
+    return rows
+
+
+PROBE_HEADERS = [
+    "load", "stable (windows)", "req/s", "p50", "p99", "failed", "schedule kept",
+    "generator CPU max", "verdict", "why",
+]  # fmt: skip
+
+
+def tune_answer(tuning: dict, resolution: float) -> str:
+    """By how much the best batching configuration beats no batching, or that it does not pay."""
+    configs = {c["id"]: c for c in tuning["configurations"]}
+    base = configs.get(tuning["baseline"]) if tuning["baseline"] else None
+    best = configs.get(tuning["best"]) if tuning["best"] else None
+    base_rps = base["result"].get("throughput_rps") if base else None
+    name = tuning["cell"]
+    if best is None:
+        return f"{name}: no batching configuration kept the bound at any load tried"
+    best_rps = best["result"]["throughput_rps"]
+    if not base_rps:
+        return (
+            f"{name}: best batching {best['label']} carried {best_rps:,.1f} req/s; no batching "
+            "kept the bound at any load tried"
+        )
+    gain = best_rps / base_rps - 1
+    if tuning["batching_pays"]:
+        return (
+            f"{name}: batching pays: {best['label']} carried {best_rps:,.1f} req/s within the "
+            f"bound, {gain:+.0%} against {base_rps:,.1f} req/s without batching "
+            f"(file: {tuning['best_file']})"
+        )
+    return (
+        f"{name}: batching does NOT pay for this model and load: the best batching "
+        f"configuration ({best['label']}) carried {best_rps:,.1f} req/s against "
+        f"{base_rps:,.1f} without batching ({gain:+.0%}, within the search's "
+        f"{resolution:.0%} resolution or below)"
+    )
+
+
+CONFIG_HEADERS = [
+    "configuration", "phase", "max_batch_size", "batch_timeout_micros", "num_batch_threads",
+    "max_enqueued_batches", "allowed_batch_sizes", "highest load", "req/s", "p50", "p99",
+    "limited by", "probes", "status",
+]  # fmt: skip
+
+
+def config_rows(tuning: dict, axis: str) -> list[list[str]]:
+    rows = []
+    for config in tuning["configurations"]:
+        b = config["batching"] or {}
+        r = config["result"]
+        search = r.get("search") or {}
+        mark = " (best)" if config["id"] == tuning["best"] else ""
+        rows.append(
+            [
+                config["id"] + mark,
+                config["phase"],
+                str(b.get("max_batch_size", "–")),
+                str(b.get("batch_timeout_micros", "–")),
+                str(b.get("num_batch_threads", "–")),
+                str(b.get("max_enqueued_batches", "–")),
+                " ".join(str(s) for s in b.get("allowed_batch_sizes", [])) or "–",
+                _load(r.get("highest"), axis),
+                _num(r.get("throughput_rps")),
+                _ms(r.get("p50_ms")),
+                _ms(r.get("p99_ms")),
+                search.get("limited_by") or "–",
+                str(len(search.get("probes", []))),
+                r["status"] + (f": {r['reason']}" if r.get("reason") else ""),
+            ]
+        )
+    return rows
+
+
+def configurations_csv(tunings: list[dict], axis: str) -> str:
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["cell", *CONFIG_HEADERS])
+    for tuning in tunings:
+        for row in config_rows(tuning, axis):
+            writer.writerow([tuning["cell"], *row])
+    return out.getvalue()
+
+
+def answers(record: dict) -> list[str]:
+    """The headline sentences, one per cell (printed at the end of a search, too)."""
+    bound = record["bound"]["text"]
+    axis = record["axis"]
+    if record["kind"] == "tune":
+        return [tune_answer(t, record["resolution"]) for t in record["results"]]
+    return [cell_answer(r, axis, bound) for r in record["results"]]
+
+
+def build(record: dict, commands: str) -> Blocks:
+    from tfsload.report.search_plots import pareto_plot, probes_plot
+
+    bound = record["bound"]
+    axis = record["axis"]
+    kind = record["kind"]
+    blocks = Blocks()
+    title = "highest load under a latency bound" if kind == "slo" else "batching tuner"
+    blocks.heading(f"tfsload {kind}: {record['experiment']['name']}: {title}", 1)
+    if record["experiment"].get("description"):
+        blocks.paragraph(record["experiment"]["description"])
+    rule = record["rule"]
+    machine = record.get("machine", {})
+    blocks.bullets(
+        [
+            f"status: {STATUS_WORDS.get(record['status'], record['status'])}"
+            + (f" ({record['stopped']})" if record.get("stopped") else ""),
+            f"bound: {bound['text']}; resolution {record['resolution']:.0%}; load axis: "
+            + ("closed-loop users" if axis == "users" else "open-loop rate (req/s)"),
+            f"each probe is a stable step: windows of {rule['window_s']:g} s until the last "
+            f"{rule['stable_windows']} agree within {rule['tolerance']:.0%} on throughput and "
+            f"p99 (at most {rule['max_windows']} windows); its figures come from those windows",
+            f"machine: {machine.get('cpu_model', '?')}, {machine.get('logical_cores', '?')} "
+            f"logical cores; "
+            f"started {record['started_at']}, finished {record.get('finished_at', '–')}",
+        ]
+    )
+    blocks.code(commands)
+    blocks.heading("Answer")
+    blocks.bullets(answers(record))
+    if kind == "slo":
+        blocks.figure(
+            "probes", probes_plot(record["results"], bound["p99_ms"], axis), "p99 of every probe"
+        )
+        for result in record["results"]:
+            blocks.heading(f"{result['cell']}: probes", 3)
+            blocks.paragraph(cell_answer(result, axis, bound["text"]))
+            blocks.table(PROBE_HEADERS, probe_rows(result, axis))
+        return blocks
+    for tuning in record["results"]:
+        blocks.heading(f"{tuning['cell']} ({tuning['label']})")
+        blocks.paragraph(tune_answer(tuning, record["resolution"]))
+        blocks.figure(
+            f"pareto-{tuning['cell']}",
+            pareto_plot(tuning, bound["p99_ms"]),
+            f"{tuning['cell']}: throughput against p99 of every configuration",
+        )
+        blocks.table(CONFIG_HEADERS, config_rows(tuning, axis))
+        for config in tuning["configurations"]:
+            blocks.heading(f"{tuning['cell']} {config['id']}: probes", 3)
+            blocks.table(PROBE_HEADERS, probe_rows(config["result"], axis))
+    return blocks
+
+
+def command_lines(record: dict) -> str:
+    """The command that reproduces this search, and the one that resumes it."""
+    bound = record["bound"]
+    run = (
+        f"tfsload {record['kind']} {record['experiment']['file']} --p99-ms {bound['p99_ms']:g} "
+        f"--fail-ratio {bound['fail_ratio']:g} --resolution {record['resolution']:g}"
+    )
+    if record.get("max_minutes"):
+        run += f" --max-minutes {record['max_minutes']:g}"
+    return f"{run}\ntfsload {record['kind']} --resume <this folder>"
+
+
+def write_search_report(out: Path) -> dict:
+    """Write report.md, report.html, plots/*.png (and configurations.csv for tune)."""
+    record = json.loads((out / "search.json").read_text())
+    blocks = build(record, command_lines(record))
+    plot_files = {}
+    for key, png in blocks.images.items():
+        plot_files[key] = f"plots/{key}.png"
+        write_atomic(out / plot_files[key], png)
+    if record["kind"] == "tune":
+        table = configurations_csv(record["results"], record["axis"])
+        write_atomic(out / "configurations.csv", table)
+    write_atomic(out / "report.md", markdown(blocks, plot_files))
+    title = f"tfsload {record['kind']}: {record['experiment']['name']}"
+    write_atomic(out / "report.html", html_page(blocks, title))
+    return record
