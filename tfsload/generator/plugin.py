@@ -37,7 +37,15 @@ from typing import Any, NoReturn
 
 import gevent
 from locust import events
-from locust.runners import WORKER_REPORT_INTERVAL, LocalRunner, MasterRunner, WorkerRunner
+from locust.runners import (
+    STATE_INIT,
+    STATE_RUNNING,
+    STATE_SPAWNING,
+    STATE_STOPPED,
+    WORKER_REPORT_INTERVAL,
+    MasterRunner,
+    WorkerRunner,
+)
 from locust.stats import StatsError
 
 from tfsload.core import run_spec
@@ -81,6 +89,7 @@ class _Process:
         self.timer: gevent.Greenlet | None = None
         self.sampler: gevent.Greenlet | None = None
         self.windows_writer: gevent.Greenlet | None = None
+        self.starter: gevent.Greenlet | None = None  # master: the greenlet sending spawn orders
         self.results: dict | None = None
 
 
@@ -213,20 +222,44 @@ def _form_problem(form) -> str | None:
             values[key] = form[key]
     host = form.get("host", environment.host)
     host = host.replace("<", "").replace(">", "") if host else host
-    if environment.available_user_classes and "user_classes" in form:
-        names = form.getlist("user_classes")
-        offered = environment.available_user_classes
-        classes = [offered[name] for name in names if name in offered]
-    else:
-        classes = list(environment.user_classes)
+    classes = _form_classes(environment, form)
+    if not classes:
+        offered = ", ".join(sorted(environment.available_user_classes or {}))
+        return f"pick at least one user class (offered: {offered})"
     try:
         spec = spec_from_options(argparse.Namespace(**values))
         endpoints(classes, spec, host)
-        if isinstance(environment.runner, LocalRunner):
+        runner = environment.runner
+        if isinstance(runner, MasterRunner):
+            _check_workers(spec, len(distributed.active_workers(runner)), _form_users(form))
+        else:
             build_payload(spec.workload)
     except ConfigError as exc:
         return str(exc)
     return None
+
+
+def _form_classes(environment, form) -> list[type]:
+    """The user classes a start form runs, chosen as Locust's ``/swarm`` chooses them: with the
+    class picker, the ticked ones that are offered (none ticked: the running test's classes,
+    or every offered one); without it, the command line's."""
+    offered = environment.available_user_classes
+    if not environment.parsed_options.class_picker or not offered:
+        return list(environment.user_classes)
+    names = form.getlist("user_classes")
+    if names:
+        return [offered[name] for name in names if name in offered]
+    if environment.runner.state == STATE_RUNNING:
+        return list(environment.user_classes)
+    return list(offered.values())
+
+
+def _form_users(form) -> int | None:
+    """The form's user count; None when it is not a number (Locust itself refuses that)."""
+    try:
+        return int(form.get("user_count", ""))
+    except ValueError:
+        return None
 
 
 def _on_assignment(environment, msg, **_kwargs) -> None:
@@ -260,8 +293,21 @@ def _stop_run(environment) -> None:
     options = environment.parsed_options
     if options is None or options.headless:
         environment.runner.quit()
-    else:
-        environment.runner.stop()
+        return
+    _stop_dispatch()
+    environment.runner.stop()
+
+
+def _stop_dispatch() -> None:
+    """End a master's sending of spawn orders before it stops, as the web UI's Stop button does.
+
+    Locust's master goes on dispatching users after ``stop()`` while a ramp-up is under way: a
+    worker that gets a spawn order after the stop reports to a master that has already let it
+    go, and is told to quit. The greenlet that fired ``test_start`` is the one dispatching.
+    """
+    starter, _process.starter = _process.starter, None
+    if isinstance(starter, gevent.Greenlet) and starter is not gevent.getcurrent():
+        starter.kill(block=True)
 
 
 def _check_workers(spec: RunSpec, workers: int, users_count: int | None) -> None:
@@ -319,12 +365,15 @@ def _on_test_start(environment, **_kwargs) -> None:
     runner = environment.runner
     _process.results = None
     _process.stopping = False
+    run_state.activate(None)  # a refused test must not report the previous test's numbers
     try:
         if isinstance(runner, MasterRunner):
+            _process.starter = gevent.getcurrent()  # see _stop_dispatch
             _start_master(environment)
             _start_timer(environment)
             return
         if isinstance(runner, WorkerRunner):
+            _hold_stop(runner)
             spec, classes, share = _worker_assignment(environment)
         else:
             spec, classes = spec_from_options(environment.parsed_options), environment.user_classes
@@ -341,6 +390,19 @@ def _on_test_start(environment, **_kwargs) -> None:
         _process.spec, _process.record = spec, RunRecord(current.stats)
         _start_timer(environment)
     _process.sampler = gevent.spawn(_sample_cpu, current)
+
+
+def _hold_stop(runner: WorkerRunner) -> None:
+    """Let a stop that arrives right after this spawn order end the test on this worker.
+
+    Locust fires ``test_start`` while it handles the master's spawn order and spawns the users
+    in a greenlet that runs later; until then the runner still says "stopped" from the previous
+    test, so a stop handled first (another worker's refusal) is ignored, the users are spawned
+    anyway, and the master, which has let this worker go, tells it to quit. Saying "spawning"
+    now, as Locust itself says once that greenlet runs, makes the stop kill the greenlet.
+    """
+    if runner.state in (STATE_INIT, STATE_STOPPED):
+        runner.update_state(STATE_SPAWNING)
 
 
 def _start_timer(environment) -> None:
