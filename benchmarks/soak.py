@@ -32,6 +32,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import threading
 import time
 from dataclasses import dataclass, field
@@ -424,7 +425,10 @@ the machine is shared with other engineers' work).
 {tally.total_requests["REST"]:,}, gRPC {tally.total_requests["gRPC"]:,}), **{errors} errors**,
 {tracebacks} tracebacks in the stand-in's log; latency p50 {percentile(latencies, 50) * 1000:.1f}
 ms, p99 {percentile(latencies, 99) * 1000:.1f} ms. Stand-in RSS {growth:+.1%} after the
-warm-up (peak {peak_total / 2**20:.0f} MB): goals **{"met" if met else "missed"}**.
+warm-up (peak {peak_total / 2**20:.0f} MB): goals **{"met" if met else "missed"}**. The rate
+and latencies are those of {args.rest_clients + args.grpc_clients} closed-loop clients sharing
+the CPUs with the server (and, on a shared machine, with other work), not throughput figures
+(those are under "Stand-in throughput").
 
 | process | RSS at 10 s (MB) | after warm-up | at the end | peak | growth after warm-up |
 |---|---:|---:|---:|---:|---:|
@@ -432,6 +436,7 @@ warm-up (peak {peak_total / 2**20:.0f} MB): goals **{"met" if met else "missed"}
 
 The stand-in's RSS (with children, MB) every {args.sample_s:g} s: {timeline}.
 """
+    text = wrap_prose(text)
     path = args.write_doc
     current = path.read_text() if path.exists() else "# Benchmarks\n"
     start = current.find(f"\n{SECTION}\n")
@@ -442,6 +447,18 @@ The stand-in's RSS (with children, MB) every {args.sample_s:g} s: {timeline}.
         updated = current[: start + 1] + text + (current[rest:] if rest >= 0 else "")
     path.write_text(updated)
     print(f"soak: wrote the {SECTION[3:]} section of {path}")
+
+
+def wrap_prose(text: str, width: int = 96) -> str:
+    """Re-wrap the Markdown's prose paragraphs (not headings, tables or code) to ``width``."""
+    blocks, out = text.split("\n\n"), []
+    for block in blocks:
+        first = block.lstrip()
+        if first.startswith(("#", "|", "```")):
+            out.append(block)
+        else:
+            out.append(textwrap.fill(" ".join(block.split()), width=width))
+    return "\n\n".join(out).rstrip("\n") + "\n"
 
 
 if __name__ == "__main__":
