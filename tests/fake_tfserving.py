@@ -5,8 +5,10 @@ grows on a schedule, or that jumps once the arrival rate passes a known value. T
 cannot promise any of that on a shared 2-core machine, so these tests use this server: it
 answers ``POST /v1/models/<name>:predict`` with one ``[p, 1 - p]`` row per row sent (what the
 Locust users check) and ``GET /v1/models/<name>`` with TF Serving's AVAILABLE status, after
-``latency(now, recent_rate)`` seconds, where ``recent_rate`` is the number of predicts that
-arrived in the last second. Waiting costs no CPU (asyncio), so the generator is not starved.
+``latency(now, recent_rate)`` seconds, where ``recent_rate`` is the predicts per second that
+arrived over the last ``SPAN_S`` seconds (long enough that the catch-up after a stall of this
+shared machine does not look like a higher rate). Waiting costs no CPU (asyncio), so the
+generator is not starved.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from aiohttp import web
 
 from tfsload.core.processes import free_port
 
-Latency = Callable[[float, int], float]
+Latency = Callable[[float, float], float]
+SPAN_S = 3.0
 STATUS = {
     "model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
@@ -42,7 +45,7 @@ def doubling_every(seconds: float, period: float) -> Latency:
 
 
 def knee_at(rate: float, fast: float, slow: float) -> Latency:
-    """``fast`` while at most ``rate`` predicts arrived in the last second, else ``slow``."""
+    """``fast`` while predicts arrive at most at ``rate`` per second, else ``slow``."""
     return lambda _now, recent: fast if recent <= rate else slow
 
 
@@ -53,6 +56,7 @@ class FakeServer:
         self.arrivals: collections.deque[float] = collections.deque()
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
+        self.started = time.monotonic()
 
     @property
     def rest(self) -> str:
@@ -61,10 +65,11 @@ class FakeServer:
     async def predict(self, request: web.Request) -> web.Response:
         now = time.monotonic()
         self.arrivals.append(now)
-        while self.arrivals[0] < now - 1.0:
+        while self.arrivals[0] < now - SPAN_S:
             self.arrivals.popleft()
         body = json.loads(await request.read())
-        delay = self.latency(now, len(self.arrivals))
+        span = min(SPAN_S, max(now - self.started, 1.0))
+        delay = self.latency(now, len(self.arrivals) / span)
         await asyncio.sleep(delay)
         rows = [[0.25, 0.75] for _ in body["instances"]]
         return web.json_response({"predictions": rows})

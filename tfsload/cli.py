@@ -60,6 +60,14 @@ def cmd_run(args: argparse.Namespace) -> int:
     out = Path(args.out).resolve() if args.out else default_out_dir(experiment)
     if out.exists() and any(out.iterdir()):
         raise ConfigError(f"--out {out}: exists and is not empty; results are never overwritten")
+    if experiment.load.sweep:
+        from tfsload.orchestrate.session import Session
+        from tfsload.orchestrate.sweep import run_sweep
+
+        levels = ", ".join(f"{level:g}" for level in experiment.load.sweep.levels)
+        print(f"sweep {experiment.name}: {levels} per cell -> {out}", file=sys.stderr)
+        return _run_session(Session(out, experiment, "sweep", None, None, None), run_sweep)
+    experiment.require_length()
     cells = experiment.cells
     print(
         f"experiment {experiment.name}: {len(cells)} cells "
@@ -76,6 +84,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     from tfsload.report import ResultsError, write_report
 
     out = Path(args.dir).resolve()
+    if (out / "search.json").exists():
+        from tfsload.report.search_report import write_search_report
+
+        record = write_search_report(out)
+        _print_answers(record, out)
+        return 0
     try:
         summary = write_report(out)
     except ResultsError as exc:
@@ -121,10 +135,12 @@ def _search_settings(args: argparse.Namespace) -> tuple[float, float, float]:
 
 
 def search_exit_code(record: dict) -> int:
-    """The ``slo``/``tune`` exit code for a finished search (see the module docstring)."""
+    """The exit code of ``slo``, ``tune`` or a sweep (see the module docstring)."""
     if record["status"] == "partial":
         return EXIT_INTERRUPTED
     results = record["results"]
+    if record["kind"] == "sweep":
+        return EXIT_FAILED if any(r["status"] == "failed" for r in results) else 0
     if record["kind"] == "tune":
         results = [c["result"] for t in results for c in t["configurations"]]
     if any(r["status"] == "failed" for r in results):
@@ -144,7 +160,6 @@ def cmd_search(args: argparse.Namespace) -> int:
     from tfsload.orchestrate.session import Session, open_session
     from tfsload.orchestrate.slo import Bound
     from tfsload.orchestrate.tuner import run_tune
-    from tfsload.report.search_report import answers, write_search_report
 
     kind = args.command
     if args.max_minutes is not None and not args.max_minutes > 0:
@@ -174,20 +189,34 @@ def cmd_search(args: argparse.Namespace) -> int:
     session = Session(out, experiment, kind, bound, resolution, args.max_minutes)
     verb = "resuming" if resumed else "starting"
     print(f"{kind} {experiment.name}: {verb}, {bound.describe()} -> {out}", file=sys.stderr)
+    return _run_session(session, run_tune if kind == "tune" else run_slo, resumed)
+
+
+def _run_session(session, run, resumed: dict | None = None) -> int:
+    """Run a search or sweep to its end (or Ctrl-C, or the time budget), then report."""
+    from tfsload.report.search_report import write_search_report
+
     session.begin(resumed)
     with session.signals():
-        (run_tune if kind == "tune" else run_slo)(session)
+        run(session)
     session.save(session.final_status())
-    record = write_search_report(out)
+    record = write_search_report(session.out)
+    kept = f", {session.steps_kept} kept from before" if session.steps_kept else ""
+    print(f"\n{session.steps_run} steps run{kept}.")
+    _print_answers(record, session.out)
+    return search_exit_code(record)
+
+
+def _print_answers(record: dict, out: Path) -> None:
+    from tfsload.report.search_report import answers
+
     print()
     for line in answers(record):
         print(f"- {line}")
-    kept = f", {session.steps_kept} kept from before" if session.steps_kept else ""
     status = {"complete": "Report", "cut_short": "Report (CUT SHORT)"}.get(
         record["status"], "PARTIAL report"
     )
-    print(f"\n{session.steps_run} steps run{kept}. {status}: {out / 'report.html'}")
-    return search_exit_code(record)
+    print(f"\n{status}: {out / 'report.html'}")
 
 
 def cmd_locustfile(_args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """A search's results folder and its run: steps kept on disk, time budget, Ctrl-C, progress.
 
-``slo`` and ``tune`` run many stable steps (:mod:`tfsload.orchestrate.step`). Each finished
+``slo``, ``tune`` and sweeps run many stable steps (:mod:`tfsload.orchestrate.step`). Each finished
 step's record stays in ``steps/<cell>/<configuration>/<load>/step.json``, and a step asked for
 again is read from there instead of run: that is how a search resumes from its folder (the
 searches are deterministic given their probes' verdicts, so replaying the kept steps brings the
@@ -8,7 +8,8 @@ search back exactly where it stopped) and why Ctrl-C loses at most the step unde
 
 Layout::
 
-    search.json        kind, bound, settings, status, and every result (tfsload-search/1)
+    search.json        kind (slo, tune, sweep), bound, settings, status, every result
+                       (tfsload-search/1)
     experiment.toml    the experiment, copied (a resume reads this one)
     steps/<cell>/<configuration>/<load>/   step.json run-spec.json windows.json precise.json
                                            locust.log locust_*.csv
@@ -33,7 +34,7 @@ from tfsload.orchestrate.experiment import Cell, Experiment, load_experiment
 from tfsload.orchestrate.machine import client_versions, describe_machine
 from tfsload.orchestrate.progress import Progress, format_elapsed
 from tfsload.orchestrate.runner import now_iso
-from tfsload.orchestrate.slo import Bound, SearchStopped, Verdict, judge
+from tfsload.orchestrate.slo import Bound, SearchStopped, judge
 from tfsload.orchestrate.step import StepLoad, read_step, run_step
 from tfsload.orchestrate.windows import StabilityRule
 
@@ -66,9 +67,10 @@ class Session:
     """One ``slo`` or ``tune`` run into one folder, new or resumed."""
 
     def __init__(
-        self, out: Path, experiment: Experiment, kind: str, bound: Bound, resolution: float,
-        max_minutes: float | None, progress: Progress | None = None,
+        self, out: Path, experiment: Experiment, kind: str, bound: Bound | None,
+        resolution: float | None, max_minutes: float | None, progress: Progress | None = None,
     ) -> None:  # fmt: skip
+        """``bound`` and ``resolution`` are None for a sweep, which judges nothing."""
         self.out = out
         self.experiment = experiment
         self.kind = kind
@@ -99,7 +101,7 @@ class Session:
             "format": SEARCH_FORMAT,
             "kind": self.kind,
             "experiment": {"name": exp.name, "description": exp.description, "file": str(exp.path)},
-            "bound": self.bound.to_dict(),
+            "bound": self.bound.to_dict() if self.bound else None,
             "resolution": self.resolution,
             "rule": self.rule.to_dict(),
             "axis": exp.search.axis,
@@ -170,7 +172,7 @@ class Session:
         kept = read_step(step_dir)
         if kept is not None and kept["status"] != "interrupted":
             self.steps_kept += 1
-            self._report(label, load, kept, judge(kept, self.bound), kept=True)
+            self._report(label, load, kept, kept=True)
             return kept
         reason = self.stop_reason()
         if reason:
@@ -183,11 +185,11 @@ class Session:
         if step["status"] == "interrupted":
             raise SearchStopped(step["reason"])
         self.steps_run += 1
-        self._report(label, load, step, judge(step, self.bound), kept=False)
+        self._report(label, load, step, kept=False)
         return step
 
-    def _report(self, label: str, load: StepLoad, step: dict, verdict: Verdict, kept: bool):
-        """One progress line per step."""
+    def _report(self, label: str, load: StepLoad, step: dict, kept: bool) -> None:
+        """One progress line per step, with its verdict when there is a bound."""
         elapsed = format_elapsed(time.monotonic() - self.started)
         if step["status"] == "complete":
             f = step["figures"]
@@ -199,10 +201,9 @@ class Session:
             )
         else:
             facts = step.get("reason") or step["status"]
+        verdict = f" -> {judge(step, self.bound).kind.upper()}" if self.bound else ""
         again = " (kept from before)" if kept else ""
-        self.progress.message(
-            f"[{label}] {load.describe()}: {facts} -> {verdict.kind.upper()}{again} ({elapsed})"
-        )
+        self.progress.message(f"[{label}] {load.describe()}: {facts}{verdict}{again} ({elapsed})")
 
 
 def open_session(resume: Path, kind: str) -> tuple[dict, Experiment]:

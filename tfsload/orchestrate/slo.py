@@ -7,9 +7,9 @@ load passes and one does not) and then bisection until the two are within ``reso
 other. Each probe is a stable step (:mod:`tfsload.orchestrate.step`), judged by :func:`judge`.
 
 A probe the generator could not deliver (a saturated generator, or an open-loop schedule it
-did not keep while the server's answers were fast enough for the users it had) never passes:
-the search then reports the highest load that did pass and says the generator, not the
-server, stopped it. The search knows nothing about Locust or servers: it calls ``measure``.
+fell behind on, so that fewer requests arrived than the rate asked for) never passes: the
+search then reports the highest load that did pass and says the generator, not the server,
+stopped it. The search knows nothing about Locust or servers: it calls ``measure``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from itertools import pairwise
 
 PASS, OVER, GENERATOR, FAILED = "pass", "over", "generator", "failed"
 
@@ -68,23 +69,39 @@ def _breaks(figures: dict, bound: Bound) -> str | None:
     return None
 
 
-def _window_figures(window: dict) -> dict:
-    count = window["count"]
-    return {
-        "requests": count,
-        "p99_ms": window["p99_ms"],
-        "fail_ratio": window["failures"] / count if count else 0.0,
-    }
+def climbing(windows: list[dict], tolerance: float, bound_ms: float) -> bool:
+    """p99 rose from each window to the next, by more than ``tolerance`` overall, and is past
+    half the bound: a queue that keeps growing towards the bound, which more windows would only
+    show more of (a rise far below the bound is noise as likely as a queue)."""
+    p99s = [w["p99_ms"] for w in windows]
+    if len(p99s) < 2 or any(p is None for p in p99s):
+        return False
+    rising = all(b > a for a, b in pairwise(p99s))
+    return rising and p99s[-1] > p99s[0] * (1 + tolerance) and p99s[-1] > bound_ms / 2
+
+
+def delivered(step: dict) -> tuple[bool, str]:
+    """Whether an open-loop step's requests arrived at the rate asked for, within what chance
+    allows (Poisson counts vary by about their square root) or the stability tolerance."""
+    figures, rate = step["figures"], step["load"]["rate"]
+    expected = rate * figures["seconds"]
+    slack = max(step["rule"]["tolerance"], 3 / math.sqrt(expected)) if expected else 0
+    text = f"{figures['rps']:,.1f} of {rate:g} req/s delivered"
+    return figures["rps"] >= rate * (1 - slack), text
 
 
 def judge(step: dict, bound: Bound) -> Verdict:
     """Pass or not, and why, for one step's record.
 
-    The figures of the step's stable windows must meet the bound. A step that did not
-    stabilise passes only if every one of its windows met the bound (its wandering then never
-    mattered); otherwise its last windows decide. A saturated generator, or an open-loop
-    schedule not kept while answers came back fast enough for the users sending them, make
-    the probe the generator's failure, never a pass.
+    The figures of the step's stable windows (or, if it never stabilised, of its last
+    windows) must meet the bound; a step that never stabilised because its p99 kept climbing
+    does not pass either. A saturated generator makes the probe the generator's failure,
+    never a pass. So does an open-loop step whose sends fell behind the schedule while the
+    bound held, when fewer requests arrived than the rate asked for. Sends that left late but
+    still at the rate asked for leave the verdict to the figures: latency is counted from the
+    intended send time, so the delay is inside them. When the bound is broken and sends were
+    late, every user was waiting on slow answers (each step has users for twice the bound's
+    latency): the server's failure.
     """
     if step["status"] != "complete":
         return Verdict(FAILED, step.get("reason") or step["status"])
@@ -93,22 +110,23 @@ def judge(step: dict, bound: Bound) -> Verdict:
         return Verdict(GENERATOR, f"the load generator was saturated ({peak:.0f}% CPU)")
     figures = step["figures"]
     broken = _breaks(figures, bound)
-    if not step["schedule_kept"]:
-        load = step["load"]
-        busy = load["rate"] * (figures.get("mean_ms") or 0) / 1000  # Little's law: in flight
-        if broken and busy >= 0.8 * load["users"]:
-            return Verdict(OVER, f"{broken}; answers too slow for {load['users']} users")
-        late = step["arrival"]["late_sends"]
-        return Verdict(GENERATOR, f"the generator did not keep the schedule ({late} late sends)")
-    wandered = not step["stable"] and any(
-        _breaks(_window_figures(w), bound) for w in step["windows"]
-    )
-    if broken is None and wandered:
-        return Verdict(OVER, "did not stabilise and some windows broke the bound")
+    unstable = "" if step["stable"] else " (not stable)"
+    late = step["arrival"]["late_sends"]
+    late_text = f"{late} sends left over {step['load'].get('late_after_ms', 1):g} ms late"
     if broken:
-        return Verdict(OVER, broken + ("" if step["stable"] else " (not stable)"))
-    stable = "stable" if step["stable"] else "not stable, every window within the bound"
-    return Verdict(PASS, f"p99 {figures['p99_ms']:.3f} ms ({stable})")
+        if not step["schedule_kept"]:
+            broken += f"; {late_text}, every user waiting on slow answers"
+        return Verdict(OVER, broken + unstable)
+    tail = step["windows"][step["judged_from"] :]
+    if not step["stable"] and climbing(tail, step["rule"]["tolerance"], bound.p99_ms):
+        return Verdict(OVER, "p99 still climbing window after window: a queue is building")
+    note = ""
+    if not step["schedule_kept"]:
+        kept_rate, text = delivered(step)
+        if not kept_rate:
+            return Verdict(GENERATOR, f"the generator fell behind the schedule: {text}")
+        note = f"; {late_text} (counted in the latency), {text}"
+    return Verdict(PASS, f"p99 {figures['p99_ms']:.3f} ms{unstable}{note}")
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 from tfsload.core.files import write_atomic
-from tfsload.orchestrate.capacity import highest_load
+from tfsload.orchestrate.capacity import highest_load, search_axis
 from tfsload.orchestrate.experiment import Cell
 from tfsload.orchestrate.restart import OnDemand, Restartable, restartable
 from tfsload.orchestrate.session import Session
@@ -118,8 +118,14 @@ class Tuning:
         log = session.out / "servers" / f"{self.server.name}-{config_id}.log"
         on_demand = OnDemand(self.server, flags, log, lambda: session.interrupted)
         label = f"{self.cell.id} {config_id}"
+        axis = search_axis(session.experiment)
+        leader = self.best()
+        if leader is not None:  # start where the best so far topped out: fewer probes
+            axis = replace(axis, start=leader["result"]["highest"])
         try:
-            result = highest_load(session, self.cell, on_demand.target, config_id, label)
+            result = highest_load(session, self.cell, on_demand.target, config_id, label, axis)
+            running = on_demand.running
+            server = running.info.to_dict() if running and running.info else None
         finally:
             on_demand.close()
         entry = {
@@ -128,6 +134,7 @@ class Tuning:
             "batching": batching.to_dict() if batching else None,
             "label": batching.label() if batching else "no batching",
             "file": str(file.relative_to(session.out)) if file else None,
+            "server": server,
             "result": result,
         }
         self.tried.append(entry)

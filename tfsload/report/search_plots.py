@@ -114,7 +114,7 @@ def sweep_plot(curves: list[dict], protocol: str) -> bytes:
             for point in points:
                 ax.scatter([point["rps"]], [point[key]], color=line.get_color(), zorder=3,
                            facecolors=line.get_color() if point["stable"] else "none")  # fmt: skip
-                ax.annotate(point["level"], (point["rps"], point[key]), fontsize=6,
+                ax.annotate(f"{point['level']:g}", (point["rps"], point[key]), fontsize=6,
                             textcoords="offset points", xytext=(3, 3))  # fmt: skip
             knee = next((p for p in points if p["level"] == curve.get("knee")), None)
             if knee:
@@ -125,7 +125,5 @@ def sweep_plot(curves: list[dict], protocol: str) -> bytes:
         ax.set_ylabel(f"{name} (ms, log scale)")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
-    fig.suptitle(
-        title + " (labels: load level; hollow: not stable; *: knee)", fontsize=10
-    )
+    fig.suptitle(title + " (labels: load level; hollow: not stable; *: knee)", fontsize=10)
     return _png(fig)

@@ -1,9 +1,9 @@
-"""The report of ``tfsload slo`` and ``tfsload tune``, rendered from ``search.json`` alone.
+"""The report of ``tfsload slo``, ``tfsload tune`` and sweeps, rendered from ``search.json``.
 
 It states the answer first (per cell: the highest load within the bound, or the best batching
-configuration and how much it beats no batching, or that batching does not pay), then the
-evidence: every configuration and probe with its figures, stability, and the generator's state.
-``tfsload report DIR`` redoes it.
+configuration and how much it beats no batching, or that batching does not pay, or a sweep's
+knee), then the evidence: every configuration and step with its figures, stability, and the
+generator's state. ``tfsload report DIR`` redoes it.
 """
 
 from __future__ import annotations
@@ -173,8 +173,68 @@ def configurations_csv(tunings: list[dict], axis: str) -> str:
     return out.getvalue()
 
 
+def _level(value: float, load: dict) -> str:
+    return f"{value:g} req/s" if load.get("rate") else f"{value:g} users"
+
+
+def sweep_answer(curve: dict) -> str:
+    """A sweep cell's knee and its highest throughput."""
+    points = [p for p in curve["points"] if p["status"] == "complete"]
+    stopped = "" if curve["status"] == "complete" else f" ({curve['status']}: {curve['reason']})"
+    if not points:
+        return f"{curve['cell']}: no step measured{stopped}"
+    top = max(points, key=lambda p: p["rps"])
+    unstable = [_level(p["level"], p["load"]) for p in points if not p["stable"]]
+    knee = next((p for p in points if p["level"] == curve.get("knee")), None)
+    knee_text = (
+        f"knee at {_level(knee['level'], knee['load'])} ({knee['rps']:,.1f} req/s, p99 "
+        f"{_ms(knee['p99_ms'])}): beyond it p99 climbs faster than throughput"
+        if knee
+        else "no knee within the sweep (p99 never climbed faster than throughput)"
+    )
+    return (
+        f"{curve['cell']}: {knee_text}; most throughput {top['rps']:,.1f} req/s at "
+        f"{_level(top['level'], top['load'])}"
+        + (f"; not stable: {', '.join(unstable)}" if unstable else "")
+        + stopped
+    )
+
+
+SWEEP_HEADERS = [
+    "load", "stable (windows)", "req/s", "rows/s", "p50", "p99", "failed", "schedule kept",
+    "generator CPU max",
+]  # fmt: skip
+
+
+def sweep_rows(curve: dict) -> list[list[str]]:
+    rows = []
+    for p in curve["points"]:
+        level = _level(p["level"], p["load"])
+        level += " (knee)" if p["level"] == curve.get("knee") else ""
+        if p["status"] != "complete":
+            rows.append([level, p.get("reason") or p["status"], *["–"] * 7])
+            continue
+        rows.append(
+            [
+                level,
+                f"{'yes' if p['stable'] else 'NO'} ({p['windows']})",
+                _num(p["rps"]),
+                _num(p["rows_per_s"]),
+                _ms(p["p50_ms"]),
+                _ms(p["p99_ms"]),
+                f"{p['fail_ratio']:.3%}",
+                "yes" if p["schedule_kept"] else f"NO ({p['late_sends']} late)",
+                f"{p['generator_cpu_max']:.0f}%"
+                + (" SATURATED" if p["generator_saturated"] else ""),
+            ]
+        )
+    return rows
+
+
 def answers(record: dict) -> list[str]:
     """The headline sentences, one per cell (printed at the end of a search, too)."""
+    if record["kind"] == "sweep":
+        return [sweep_answer(curve) for curve in record["results"]]
     bound = record["bound"]["text"]
     axis = record["axis"]
     if record["kind"] == "tune":
@@ -183,25 +243,35 @@ def answers(record: dict) -> list[str]:
 
 
 def build(record: dict, commands: str) -> Blocks:
-    from tfsload.report.search_plots import pareto_plot, probes_plot
+    from tfsload.report.search_plots import pareto_plot, probes_plot, sweep_plot
 
     bound = record["bound"]
     axis = record["axis"]
     kind = record["kind"]
     blocks = Blocks()
-    title = "highest load under a latency bound" if kind == "slo" else "batching tuner"
+    title = {
+        "slo": "highest load under a latency bound",
+        "tune": "batching tuner",
+        "sweep": "load sweep",
+    }[kind]
     blocks.heading(f"tfsload {kind}: {record['experiment']['name']}: {title}", 1)
     if record["experiment"].get("description"):
         blocks.paragraph(record["experiment"]["description"])
     rule = record["rule"]
     machine = record.get("machine", {})
+    facts = [
+        f"status: {STATUS_WORDS.get(record['status'], record['status'])}"
+        + (f" ({record['stopped']})" if record.get("stopped") else "")
+    ]
+    if bound:
+        facts.append(
+            f"bound: {bound['text']}; resolution {record['resolution']:.0%}; load axis: "
+            + ("closed-loop users" if axis == "users" else "open-loop rate (req/s)")
+        )
     blocks.bullets(
         [
-            f"status: {STATUS_WORDS.get(record['status'], record['status'])}"
-            + (f" ({record['stopped']})" if record.get("stopped") else ""),
-            f"bound: {bound['text']}; resolution {record['resolution']:.0%}; load axis: "
-            + ("closed-loop users" if axis == "users" else "open-loop rate (req/s)"),
-            f"each probe is a stable step: windows of {rule['window_s']:g} s until the last "
+            *facts,
+            f"each load is a stable step: windows of {rule['window_s']:g} s until the last "
             f"{rule['stable_windows']} agree within {rule['tolerance']:.0%} on throughput and "
             f"p99 (at most {rule['max_windows']} windows); its figures come from those windows",
             f"machine: {machine.get('cpu_model', '?')}, {machine.get('logical_cores', '?')} "
@@ -212,6 +282,15 @@ def build(record: dict, commands: str) -> Blocks:
     blocks.code(commands)
     blocks.heading("Answer")
     blocks.bullets(answers(record))
+    if kind == "sweep":
+        for protocol in dict.fromkeys(c["protocol"] for c in record["results"]):
+            curves = [c for c in record["results"] if c["protocol"] == protocol]
+            blocks.figure(f"sweep-{protocol}", sweep_plot(curves, protocol), f"{protocol} sweep")
+        for curve in record["results"]:
+            blocks.heading(f"{curve['cell']} ({curve['label']})", 3)
+            blocks.paragraph(sweep_answer(curve))
+            blocks.table(SWEEP_HEADERS, sweep_rows(curve))
+        return blocks
     if kind == "slo":
         blocks.figure(
             "probes", probes_plot(record["results"], bound["p99_ms"], axis), "p99 of every probe"
@@ -238,6 +317,8 @@ def build(record: dict, commands: str) -> Blocks:
 
 def command_lines(record: dict) -> str:
     """The command that reproduces this search, and the one that resumes it."""
+    if record["kind"] == "sweep":
+        return f"tfsload run {record['experiment']['file']}"
     bound = record["bound"]
     run = (
         f"tfsload {record['kind']} {record['experiment']['file']} --p99-ms {bound['p99_ms']:g} "
