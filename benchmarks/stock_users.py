@@ -2,12 +2,12 @@
 
 StockRestUser is a FastHttpUser posting a body encoded once, without checking the answer.
 StockGrpcUser follows Locust's gRPC example: init_gevent, one channel per user, a stub that
-serializes a pre-built PredictRequest on each call, and one request event per call. Both read
-the instances from $BENCH_INSTANCES; neither validates or records anything beyond Locust.
+serializes a pre-built PredictRequest on each call, and one request event per call. Both send
+the benchmark's request (generator_ceiling.instance_rows); neither validates or records
+anything beyond Locust.
 """
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -19,18 +19,14 @@ from locust.contrib.fasthttp import FastHttpUser
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from tfsload import protos  # message classes without TensorFlow
-from tfsload.generator.payload import tensor_proto
+from benchmarks.generator_ceiling import PREDICT_PATH, instance_rows, predict_messages
+from tfsload.core import protos  # message classes without TensorFlow
 
 grpc.experimental.gevent.init_gevent()
 
-ROWS = json.loads(Path(os.environ["BENCH_INSTANCES"]).read_text())
-BODY = json.dumps({"signature_name": "serving_default", "instances": ROWS}).encode()
+BODY = json.dumps({"signature_name": "serving_default", "instances": instance_rows()}).encode()
 MESSAGES = protos.load()
-REQUEST = MESSAGES.PredictRequest()
-REQUEST.model_spec.name = "model"
-REQUEST.model_spec.signature_name = "serving_default"
-REQUEST.inputs["input_1"].CopyFrom(tensor_proto(ROWS))
+REQUEST = MESSAGES.PredictRequest.FromString(predict_messages()[0])
 
 
 class StockRestUser(FastHttpUser):
@@ -49,7 +45,7 @@ class StockGrpcUser(User):
     def on_start(self):
         self.channel = grpc.insecure_channel(self.host.removeprefix("grpc://"))
         self.stub = self.channel.unary_unary(
-            protos.PREDICT_METHOD,
+            "/" + PREDICT_PATH,
             request_serializer=MESSAGES.PredictRequest.SerializeToString,
             response_deserializer=MESSAGES.PredictResponse.FromString,
         )

@@ -21,6 +21,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from tfsload.core import headers
 from tfsload.core.errors import ConfigError
 from tfsload.core.targets import normalize_grpc, normalize_http
 from tfsload.core.thresholds import CHECKS, Threshold
@@ -29,6 +30,7 @@ FORMAT = "tfsload-run-spec/1"
 ARRIVAL_MODES = ("constant", "poisson")
 DEFAULT_INSTANCES_FILE = "models/model/instances.json"
 SATURATION_CPU_PERCENT = 90.0
+MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
 class SpecError(ConfigError):
@@ -49,11 +51,15 @@ def setting(
     minimum: float | None = None,
     maximum: float | None = None,
     choices: tuple[str, ...] | None = None,
+    secret: bool = False,
 ) -> Any:
-    """A spec field with what an option needs: its flag (None: spec files only) and help."""
+    """A spec field with what an option needs: its flag (None: spec files only) and help.
+
+    A ``secret`` field stays out of the spec's repr (and so out of any log line quoting it).
+    """
     meta = {"flag": flag, "help": help, "ui": ui, "min": minimum, "max": maximum}
     meta["choices"] = choices
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 def _kind(default: Any) -> type:
@@ -82,10 +88,13 @@ class Workload:
 
 @dataclass(frozen=True)
 class Transport:
-    """How requests travel: time limits (and, per deployment, security and headers).
+    """How requests travel: time limits, TLS, extra headers and message size.
 
     Every request has a time limit: a server that accepts connections and never answers must
     show up as failed requests, never as a quiet run. The defaults fit inference calls.
+    TLS is on for a ``grpcs://`` or ``https://`` address, or with ``--grpc-tls`` (which any
+    other ``--grpc-*`` TLS setting implies). Header values are secrets
+    (:mod:`tfsload.core.headers`): a spec written to a file keeps only their names.
     """
 
     grpc_timeout_s: float = setting(
@@ -103,6 +112,62 @@ class Transport:
         flag="--rest-timeout",
         minimum=0.001,
     )
+    grpc_tls: bool = setting(
+        False, "gRPC over TLS (as a grpcs:// address does)", flag="--grpc-tls", ui=False
+    )
+    grpc_ca_file: str = setting(
+        "",
+        "PEM certificates that may sign the gRPC server's; empty: the system's",
+        flag="--grpc-ca-file",
+        ui=False,
+    )
+    grpc_client_cert: str = setting(
+        "", "PEM client certificate for gRPC (with --grpc-client-key)", flag="--grpc-client-cert",
+        ui=False,
+    )  # fmt: skip
+    grpc_client_key: str = setting(
+        "", "PEM private key of --grpc-client-cert", flag="--grpc-client-key", ui=False
+    )
+    grpc_server_name: str = setting(
+        "",
+        "host name the gRPC server's certificate must carry, if not the address's",
+        flag="--grpc-server-name",
+        ui=False,
+    )
+    rest_ca_file: str = setting(
+        "",
+        "PEM certificates that may sign an https:// REST server's; empty: the system's",
+        flag="--rest-ca-file",
+        ui=False,
+    )
+    insecure: bool = setting(
+        False,
+        "https:// REST without checking the server's certificate (encrypted, not authenticated)",
+        flag="--insecure",
+        ui=False,
+    )
+    headers: tuple[str, ...] = setting(
+        (),
+        "extra header 'Name: value' of every request (REST header, gRPC metadata), repeatable; "
+        "a value ${VAR} is read from the environment; values are never written out",
+        flag="--header",
+        ui=False,
+        secret=True,
+    )
+    max_message_bytes: int = setting(
+        MAX_MESSAGE_BYTES,
+        "largest request or answer, bytes (gRPC's message limits; a larger REST answer fails)",
+        flag="--max-message-bytes",
+        ui=False,
+        minimum=1,
+    )
+
+    @property
+    def grpc_secure(self) -> bool:
+        """Whether a gRPC address without a scheme is reached over TLS."""
+        return self.grpc_tls or any(
+            (self.grpc_ca_file, self.grpc_client_cert, self.grpc_client_key, self.grpc_server_name)
+        )
 
 
 @dataclass(frozen=True)
@@ -245,8 +310,14 @@ class RunSpec:
     target: TargetAddress = field(default_factory=TargetAddress)
     outputs: Outputs = field(default_factory=Outputs)
 
-    def to_dict(self) -> dict:
-        return {"format": FORMAT, **asdict(self)}
+    def to_dict(self, secrets: bool = False) -> dict:
+        """The JSON form. Header values are redacted unless ``secrets`` (only for handing the
+        spec to this run's own worker processes, never for a file)."""
+        data = {"format": FORMAT, **asdict(self)}
+        if not secrets:
+            transport = data["transport"]
+            transport["headers"] = headers.redact(self.transport.headers)
+        return data
 
     def write(self, path: Path) -> None:
         from tfsload.core.files import write_json_atomic
@@ -266,6 +337,8 @@ def _coerce(section: str, spec_field: Any, raw: Any, typed: bool) -> Any:
     meta = spec_field.metadata
     default = spec_field.default if spec_field.default is not MISSING else None
     kind = _kind(default)
+    if kind is tuple:
+        return _coerce_texts(key, raw)
     if raw is None:
         if default is None:
             return None
@@ -310,6 +383,17 @@ def _coerce(section: str, spec_field: Any, raw: Any, typed: bool) -> Any:
     return float(value) if kind is float else value
 
 
+def _coerce_texts(key: str, raw: Any) -> tuple[str, ...]:
+    """A list of strings: from JSON, a repeated option, or one text (an environment variable)."""
+    if raw is None:
+        return ()
+    if isinstance(raw, str):
+        return (raw,) if raw.strip() else ()
+    if not isinstance(raw, list | tuple) or not all(isinstance(item, str) for item in raw):
+        raise SpecError(key, "must be a list of strings")
+    return tuple(raw)
+
+
 def _build(section: str, values: dict, typed: bool) -> Any:
     cls = SECTIONS[section]
     known = {f.name: f for f in fields(cls)}
@@ -330,6 +414,15 @@ def _check(section: str, value: Any) -> None:
         for name in ("model_name", "signature_name", "input_name", "instances_file"):
             if not getattr(value, name).strip():
                 raise SpecError(f"workload.{name}", "must not be empty")
+    if section == "transport":
+        for index, entry in enumerate(value.headers):
+            wrong = headers.problem(index, entry)
+            if wrong:
+                raise SpecError("transport.headers", wrong)
+        if bool(value.grpc_client_cert) != bool(value.grpc_client_key):
+            raise SpecError("transport.grpc_client_key", "give a client certificate and its key")
+        if value.insecure and value.rest_ca_file:
+            raise SpecError("transport.insecure", "checks no certificate: drop --rest-ca-file")
     if section == "target":
         for protocol, check in (("rest", normalize_http), ("grpc", normalize_grpc)):
             address = getattr(value, protocol)

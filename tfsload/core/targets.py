@@ -56,12 +56,15 @@ def normalize_http(url: str, with_path: bool = False) -> str:
 
 
 def normalize_grpc(url: str) -> str:
-    """``host:port`` from ``grpc://host:port`` or ``host:port``; raises ValueError otherwise."""
-    bare = url.removeprefix("grpc://").rstrip("/")
+    """``host:port`` from ``grpc://host:port`` or ``host:port``; ``grpcs://host:port`` (TLS)
+    keeps its scheme. Raises ValueError otherwise."""
+    secure = url.startswith("grpcs://")
+    bare = url.removeprefix("grpcs://" if secure else "grpc://").rstrip("/")
     parts = urlsplit(f"//{bare}")
     if not parts.hostname or parts.port is None or parts.path:
-        raise ValueError(f"{url!r} is not a host:port or grpc://host:port address")
-    return bare
+        shapes = "host:port, grpc://host:port or grpcs://host:port"
+        raise ValueError(f"{url!r} is not a {shapes} address")
+    return f"grpcs://{bare}" if secure else bare
 
 
 def parse_target(table: object, where: str, extra_keys: frozenset[str] = frozenset()) -> Target:

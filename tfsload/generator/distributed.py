@@ -37,7 +37,7 @@ def send_shares(runner: MasterRunner, spec: RunSpec, classes: list[str]) -> list
     workers = active_workers(runner)
     if not workers:
         return []
-    spec_data = spec.to_dict()
+    spec_data = spec.to_dict(secrets=True)  # header values travel to this run's own workers
     for client_id, share in zip(workers, split_run(spec, len(workers)), strict=True):
         message = {"spec": spec_data, "classes": classes, "share": share.to_dict()}
         runner.send_message(SHARE_MESSAGE, message, client_id=client_id)

@@ -45,6 +45,8 @@ def add_options(parser: Any) -> None:
         kwargs: dict[str, Any] = {"help": meta["help"].replace("%", "%%")}
         if isinstance(spec_field.default, bool):
             kwargs.update(action="store_true", default=spec_field.default)
+        elif isinstance(spec_field.default, tuple):
+            kwargs.update(action="append", default=None)  # repeatable; None: not given
         else:
             kwargs.update(default=spec_field.default)
             if meta["choices"]:

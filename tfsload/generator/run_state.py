@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from tfsload.core.run_spec import RunSpec
 from tfsload.generator.arrival import ArrivalSchedule, Lateness
@@ -51,10 +52,12 @@ def window_length(spec: RunSpec) -> float:
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where one user class sends, and the stats row its requests go to."""
+    """Where one user class sends, the stats row its requests go to, and what its transport
+    prepared for that address (TLS material, header values: kept out of the repr)."""
 
     name: str
     address: str
+    connection: Any = field(default=None, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

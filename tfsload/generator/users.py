@@ -17,19 +17,15 @@ from __future__ import annotations
 import math
 import time
 from http.client import HTTPException
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import gevent
-import grpc
-import grpc.experimental.gevent
-from geventhttpclient import HTTPClient
 from locust import User, constant, task
 
-from tfsload.core import protos
 from tfsload.core.errors import ConfigError
-from tfsload.core.run_spec import RunSpec
+from tfsload.core.run_spec import RunSpec, Transport
 from tfsload.core.targets import Target, normalize_grpc, normalize_http
-from tfsload.generator import run_state
+from tfsload.generator import grpc_transport, rest_transport, run_state
 from tfsload.generator.answers import (
     RequestFailure,
     grpc_failure,
@@ -39,16 +35,10 @@ from tfsload.generator.answers import (
 )
 from tfsload.generator.run_state import Endpoint, Send
 
-# gRPC must use gevent's event loop before any channel exists; Locust forks --processes
-# workers after importing this module, and channels are only made in on_start, after the fork.
-grpc.experimental.gevent.init_gevent()
-
 IDLE_S = 0.5  # how long a user with nothing to send waits before asking again
-MAX_MESSAGE_BYTES = 64 * 1024 * 1024
-JSON_HEADERS = {"Content-Type": "application/json"}
-# What a REST call can fail with before an HTTP answer: refused, reset, timed out (all OSError),
-# a broken or closed answer (HTTPException), a host name that does not resolve (RuntimeError).
-TRANSPORT_ERRORS = (OSError, HTTPException, RuntimeError)
+# What a REST call can fail with before a whole HTTP answer: refused, reset, timed out, TLS
+# refused, a name that does not resolve (all OSError), a broken or cut answer (HTTPException).
+TRANSPORT_ERRORS = (OSError, HTTPException)
 
 
 class PredictUser(User):
@@ -63,7 +53,9 @@ class PredictUser(User):
     def endpoint(cls, spec: RunSpec, host: str | None) -> Endpoint:
         """Where this class sends and its stats row; ConfigError names the missing option."""
         if cls.target is not None:
-            return Endpoint(f"{cls.target.name} {cls.protocol}", cls.target.url(cls.protocol))
+            address = cls.target.url(cls.protocol)
+            name = f"{cls.target.name} {cls.protocol}"
+            return Endpoint(name, address, cls.prepare(address, spec.transport))
         target = spec.target
         name = f"{target.name} {cls.protocol}" if target.name else cls.protocol
         own_flag = f"--{cls.protocol}-host"
@@ -73,10 +65,17 @@ class PredictUser(User):
             raise ConfigError(f"{cls.__name__} needs an address: -H {example} or {own_flag}")
         check = normalize_http if cls.protocol == "rest" else normalize_grpc
         try:
-            return Endpoint(name, check(own or host))
+            address = check(own or host)
         except ValueError as exc:
             flag = own_flag if own else "-H"
             raise ConfigError(f"{flag}: {exc}; {cls.__name__} needs {example}") from None
+        return Endpoint(name, address, cls.prepare(address, spec.transport))
+
+    @classmethod
+    def prepare(cls, address: str, transport: Transport) -> Any:
+        """Read and check what connections to ``address`` need (TLS files, headers) before any
+        load; ConfigError names the flag. The result is shared by the class's users."""
+        raise NotImplementedError
 
     def on_start(self) -> None:
         self.state = run_state.current()
@@ -86,10 +85,10 @@ class PredictUser(User):
             return
         self.stats_name = endpoint.name
         self.request_context = {"rows": self.state.payload.rows}
-        self.connect(endpoint.address)
+        self.connect(endpoint.connection)
 
-    def connect(self, address: str) -> None:
-        """Prepare to send to ``address`` (called in on_start, after any fork)."""
+    def connect(self, prepared: Any) -> None:
+        """Prepare to send, from what :meth:`prepare` made (in on_start, after any fork)."""
 
     def send(self, intended: float | None) -> None:
         """Make one predict call, check the answer and :meth:`report` it."""
@@ -140,24 +139,23 @@ def wait_until(intended: float) -> None:
 class RestUser(PredictUser):
     """POST /v1/models/<model>:predict with the pre-encoded JSON body.
 
-    Each user keeps one keep-alive connection (geventhttpclient's HTTPClient, the library under
-    Locust's FastHttpUser) and sends the prepared bytes over it: the request never changes, so
-    a general session's per-request work (URL parsing, cookies, redirects) would only cost
-    generator CPU. Connect and read time limits come from the run's transport settings.
+    Each user keeps one keep-alive connection that writes the prepared request bytes and reads
+    answers with minimal parsing (:mod:`tfsload.generator.rest_transport`): the request never
+    changes, so a general client's per-request work would only cost generator CPU.
     """
 
     abstract = False
     protocol = "rest"
-    http: HTTPClient | None = None
+    http: rest_transport.RestConnection | None = None
 
-    def connect(self, address: str) -> None:
-        transport = self.state.spec.transport
-        self.http = HTTPClient.from_url(
-            address,
-            concurrency=1,
-            connection_timeout=transport.rest_connect_timeout_s,
-            network_timeout=transport.rest_timeout_s,
-        )
+    @classmethod
+    def prepare(cls, address: str, transport: Transport) -> rest_transport.RestOrigin:
+        return rest_transport.origin(address, transport)
+
+    def connect(self, prepared: rest_transport.RestOrigin) -> None:
+        payload = self.state.payload
+        request = prepared.request(payload.rest_path, payload.rest_body)
+        self.http = rest_transport.RestConnection(prepared, request)
 
     def on_stop(self) -> None:
         if self.http is not None:
@@ -168,51 +166,45 @@ class RestUser(PredictUser):
         payload = self.state.payload
         started = time.perf_counter()
         try:
-            response = self.http.post(payload.rest_path, payload.rest_body, JSON_HEADERS)
-            try:
-                body = response.read()
-            finally:
-                response.release()
+            status, body = self.http.exchange()
         except TRANSPORT_ERRORS as error:
             ended = time.perf_counter()
             self.report("POST", started, ended, intended, 0, transport_failure(error))
             return
         ended = time.perf_counter()
-        failure = rest_failure(response.status_code, body, payload.rows)
+        failure = rest_failure(status, body, payload.rows)
         self.report("POST", started, ended, intended, len(body), failure)
 
 
 class GrpcUser(PredictUser):
-    """PredictionService/Predict with the pre-serialized PredictRequest, one channel per user."""
+    """PredictionService/Predict with the pre-serialized PredictRequest; the users of a class
+    share one channel per process (:mod:`tfsload.generator.grpc_transport`)."""
 
     abstract = False
     protocol = "grpc"
-    channel: grpc.Channel | None = None
+    grpc: grpc_transport.GrpcConnection | None = None
 
-    def connect(self, address: str) -> None:
-        limits = [
-            ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-            ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-        ]
-        self.channel = grpc.insecure_channel(address, options=limits)
-        # No (de)serializers: the request is sent as prepared bytes, the reply checked as bytes.
-        self.call = self.channel.unary_unary(protos.PREDICT_METHOD)
+    @classmethod
+    def prepare(cls, address: str, transport: Transport) -> grpc_transport.GrpcConnection:
+        return grpc_transport.GrpcConnection(grpc_transport.settings(address, transport))
+
+    def connect(self, prepared: grpc_transport.GrpcConnection) -> None:
+        prepared.acquire()
+        self.grpc = prepared
 
     def on_stop(self) -> None:
-        if self.channel is not None:
-            self.channel.close()
-            self.channel = None
+        if self.grpc is not None:
+            self.grpc.release()
+            self.grpc = None
 
     def send(self, intended: float | None) -> None:
         run = self.state
         started = time.perf_counter()
         try:
-            reply = self.call(run.payload.grpc_request, timeout=run.spec.transport.grpc_timeout_s)
-        except grpc.RpcError as error:
+            reply = self.grpc.call(run.payload.grpc_request)
+        except grpc_transport.CallFailed as error:
             ended = time.perf_counter()
-            code = error.code() if callable(getattr(error, "code", None)) else None
-            details = error.details() if callable(getattr(error, "details", None)) else None
-            failure = grpc_failure(code.name if code else "UNKNOWN", details)
+            failure = grpc_failure(error.code_name, error.details)
             self.report("gRPC", started, ended, intended, 0, failure)
             return
         ended = time.perf_counter()
