@@ -11,7 +11,6 @@ One log line at start and one at stop carry the configuration and limits in forc
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import os
@@ -24,6 +23,7 @@ from standin.flags import DEFAULT_MAX_REQUEST_ROWS, IGNORED_FLAGS, Flags
 from standin.limits import Limits
 from standin.servable import find_version
 from tfsload.core.errors import ConfigError
+from tfsload.core.quiet import native_stderr_hidden
 from tfsload.core.serving_config import BatchingConfig, read_batching, read_metrics_path
 
 log = logging.getLogger("standin")
@@ -82,23 +82,10 @@ def check_addresses(flags: Flags) -> None:
                 ) from None
 
 
-@contextlib.contextmanager
-def _quiet_stderr():
-    """Hide the C++ banner lines TensorFlow prints while it is imported (CUDA probing etc.)."""
-    saved = os.dup(2)
-    try:
-        with open(os.devnull, "wb") as devnull:
-            os.dup2(devnull.fileno(), 2)
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-
-
 def import_tensorflow(flags: Flags):
-    """Import TensorFlow and apply the thread settings before anything runs on it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    with _quiet_stderr():
+    """Import TensorFlow and apply the thread settings before anything runs on it; its native
+    start-up lines stay hidden (``TFSLOAD_TF_LOGS=1`` shows them)."""
+    with native_stderr_hidden():
         import tensorflow as tf
 
         import standin.grpc_service  # noqa: F401  (imports tensorflow_serving's protos)
@@ -201,11 +188,11 @@ async def serve(flags: Flags) -> int:
         add_services(grpc_server, predictor, metrics, faults)
         health_pb2_grpc.add_HealthServicer_to_server(health, grpc_server)
         address = f"{flags.bind_address}:{flags.port}"
-        try:
-            with _quiet_stderr():  # gRPC logs its own multi-line complaint; ours is one line
+        with native_stderr_hidden():  # gRPC logs its own multi-line complaint; ours is one line
+            try:
                 bound = grpc_server.add_insecure_port(address)
-        except RuntimeError:
-            bound = 0
+            except RuntimeError:
+                bound = 0
         if not bound:
             raise ConfigError(f"--port {flags.port}: gRPC could not listen on {address}")
         await grpc_server.start()
