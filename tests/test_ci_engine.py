@@ -43,12 +43,20 @@ def test_the_ci_scripts_are_strict_executable_bash(script):
     assert result.returncode == 0, result.stderr
 
 
-def test_ci_starts_the_engine_before_the_tests_and_fails_when_it_fails():
+def test_ci_starts_the_engine_before_the_tests_and_stops_when_it_fails(tmp_path):
     lines = [line.strip() for line in RUN.read_text().splitlines()]
-    engine_line = next(i for i, line in enumerate(lines) if line.startswith(".ci/docker-engine"))
-    assert lines[engine_line].endswith("|| {")
-    assert "exit 1" in lines[engine_line + 2]
-    assert lines[-1] == "make test"
+    assert lines.index(".ci/docker-engine") < lines.index("make test") == len(lines) - 1
+    # The same script, with a bad mode: the engine script's one line, and no `make test`.
+    result = subprocess.run(
+        ["bash", str(RUN)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TFSLOAD_DOCKER_ENGINE": "sometimes"},
+    )
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert len(result.stderr.splitlines()) == 1, result.stderr
 
 
 def test_the_engine_script_can_be_switched_off_in_one_line():
