@@ -5,9 +5,11 @@ arguments declare the tab, and the numbers ride along in ``/stats/requests`` (wh
 as ``extended_stats``. ``/precise`` answers the same rows as JSON, ``/precise/csv`` as CSV.
 
 The start form's POST (``/swarm``) is checked before Locust acts on it: a run tfsload would
-refuse (a class without an address, a bad option value, a missing instances file) is answered
-the way Locust answers a bad form, ``{"success": false, "message": ...}``, which the UI shows
-next to the form; nothing starts, and a corrected form can be sent at once.
+refuse (no offered class ticked, a class without an address, a bad option value, fewer users
+than workers, a missing instances file in a single process) is answered the way Locust answers
+a bad form, ``{"success": false, "message": ...}``, which the UI shows next to the form; nothing
+starts, and a corrected form can be sent at once. A master leaves the instances file to its
+workers: one that refuses its part stops the run on all of them, and the Logs tab says why.
 """
 
 from __future__ import annotations
