@@ -14,28 +14,15 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from tfsload.core import protos
 from tfsload.core.errors import ConfigError
-from tfsload.core.run_spec import Workload
 from tfsload.core.thresholds import CheckResult, Threshold, evaluate
-from tfsload.generator import answers as validate
-from tfsload.generator.answers import (
-    check_rows,
-    grpc_failure,
-    grpc_reply_failure,
-    rest_failure,
-    shorten,
-    transport_failure,
-)
 from tfsload.generator.arrival import ArrivalSchedule, Lateness, arrival_summary
 from tfsload.generator.options import spec_from_options
-from tfsload.generator.payload import Payload, build_payload, tensor_proto
-from tfsload.generator.precise import HIGHEST_US, PreciseStats, add_values, new_histogram
+from tfsload.generator.payload import Payload, Request
+from tfsload.generator.precise import PreciseStats
 from tfsload.generator.request_count import Completion, RequestBudget, split_evenly
 from tfsload.generator.results import build_results, csv_text, exit_code, summary_text
 from tfsload.generator.run_state import RunState, Share, split_run
-
-ROWS = [[0.25, 0.75]] * 5
 
 
 def options(**overrides) -> SimpleNamespace:
@@ -129,23 +116,6 @@ def test_merged_exports_equal_one_process_recording_everything():
     assert master.timeline(1000.0) == single.timeline(1000.0)
 
 
-@pytest.mark.parametrize("digits", [3, 2])
-def test_bulk_recording_counts_exactly_like_record_value(digits):
-    rng = random.Random(digits)
-    values = [0, 1, 2, 1023, 1024, 2047, 2048, HIGHEST_US, HIGHEST_US - 1]
-    values += [int(rng.lognormvariate(7, 3)) % HIGHEST_US for _ in range(50_000)]
-    one_by_one, bulk = new_histogram(digits), new_histogram(digits)
-    for value in values:
-        assert one_by_one.record_value(value)
-    add_values(bulk, values[:7])
-    add_values(bulk, values[7:])
-    assert list(bulk.counts) == list(one_by_one.counts)
-    assert (bulk.total_count, bulk.min_value, bulk.max_value) == (
-        one_by_one.total_count, one_by_one.min_value, one_by_one.max_value,
-    )  # fmt: skip
-    assert bulk.encode() == one_by_one.encode()
-
-
 def test_timeline_has_one_point_per_second():
     stats = PreciseStats()
     for i in range(30):
@@ -218,9 +188,7 @@ def test_late_sends_are_counted_and_the_schedule_flagged():
 
 
 def test_session_paces_and_stops_at_its_share():
-    payload = Payload(
-        rows=5, rest_path="/v1/models/model:predict", rest_body=b"{}", grpc_request=b""
-    )
+    payload = Payload([Request(5, False, "/v1/models/model:predict", b"{}", b"")])
     settings = spec_from_options(options(request_count="3", arrival_rate="10"))
     session = RunState(settings, payload, split_run(settings, 1)[0], endpoints={})
     sends = [session.next_send(now=7.0) for _ in range(4)]
@@ -231,130 +199,7 @@ def test_session_paces_and_stops_at_its_share():
     assert RunState(settings, payload, Share(0, 0, 0.0, sends=False), {}).next_send(1.0) is None
 
 
-# --- answers and failures ---------------------------------------------------------------------
-
-
-def test_check_rows_names_what_is_wrong():
-    assert check_rows(ROWS, 5) is None
-    assert check_rows(ROWS[:3], 5) == "expected 5 rows, got 3"
-    assert check_rows({"a": 1}, 5) == "expected 5 rows, got dict"
-    assert check_rows([[0.5, 0.5, 0.0]] * 5, 5) == "row 0 is not 2 numbers"
-    assert check_rows([[0.5, 0.5]] * 4 + [[0.5, 0.49]], 5) == "row 4 does not sum to 1"
-    assert check_rows([[0.5, 0.4995]] * 5, 5) is None  # within 1e-3
-    assert check_rows([[1.5, -0.5]] * 5, 5) == "row 0 has a value outside [0, 1]"
-    assert check_rows([[True, False]] * 5, 5) == "row 0 is not 2 numbers"
-
-
-def test_rest_failures_by_status_and_message():
-    ok = json.dumps({"predictions": ROWS}).encode()
-    assert rest_failure(200, ok, 5) is None
-    missing = json.dumps({"error": "Servable not found for request: Latest(foo)"}).encode()
-    assert (
-        str(rest_failure(404, missing, 5))
-        == "HTTP 404: Servable not found for request: Latest(foo)"
-    )
-    assert str(rest_failure(503, b"<html>busy</html>", 5)) == "HTTP 503"
-    assert str(rest_failure(200, b"[]", 5)) == "invalid response: no predictions"
-    bad = json.dumps({"predictions": ROWS[:2]}).encode()
-    assert str(rest_failure(200, bad, 5)) == "invalid response: expected 5 rows, got 2"
-    failure = transport_failure(ConnectionRefusedError(111, "Connection refused"))
-    assert repr(failure) == "ConnectionRefusedError: [Errno 111] Connection refused"
-
-
-def test_grpc_failures_are_one_row_per_code():
-    variants = [
-        "failed to connect to all addresses; last error: UNKNOWN: ipv4:127.0.0.1:8500: refused",
-        "failed to connect to all addresses; last error: UNKNOWN: ipv6:[::1]:8500: refused",
-    ]
-    names = {repr(grpc_failure("UNAVAILABLE", details)) for details in variants}
-    assert names == {"UNAVAILABLE: failed to connect to all addresses"}
-    assert repr(grpc_failure("RESOURCE_EXHAUSTED", "")) == "RESOURCE_EXHAUSTED"
-    assert shorten("x" * 300).endswith("…") and len(shorten("x" * 300)) == 100
-    assert shorten("indices[0,1] = 25000 is not in [0, 20000)\n\t [[{{node x}}]]") == (
-        "indices[0,1] = 25000 is not in [0, 20000)"
-    )
-
-
-def predict_response(values: np.ndarray, as_content: bool = True) -> bytes:
-    response = protos.load().PredictResponse()
-    tensor = response.outputs["output_0"]
-    tensor.CopyFrom(tensor_proto(values, "DT_FLOAT"))
-    if not as_content:  # the typed field instead, as TF Serving answers by default
-        tensor.ClearField("tensor_content")
-        tensor.float_val.extend(values.ravel().tolist())
-    return response.SerializeToString()
-
-
-def test_grpc_replies_are_checked_like_rest_answers():
-    good = np.array(ROWS)
-    assert grpc_reply_failure(predict_response(good), 5) is None
-    assert grpc_reply_failure(predict_response(good, as_content=False), 5) is None
-    wrong = np.array([[0.5, 0.6]] * 5)
-    assert str(grpc_reply_failure(predict_response(wrong), 5)) == (
-        "invalid response: row 0 does not sum to 1"
-    )
-    assert str(grpc_reply_failure(b"\xff\xff", 5)) == "invalid response: not a PredictResponse"
-
-
-def test_answers_known_valid_by_their_bytes_are_still_checked_for_rows_and_status(monkeypatch):
-    monkeypatch.setattr(validate, "_known_valid", set())
-    good = predict_response(np.array([[0.25, 0.75]] * 5))
-    assert grpc_reply_failure(good, 5) is None
-    assert grpc_reply_failure(good, 5) is None  # recognised
-    assert str(grpc_reply_failure(good, 4)) == "invalid response: expected 4 rows, got 5"
-    wrong = predict_response(np.array([[0.5, 0.6]] * 5))
-    for _ in range(2):  # a failure is never remembered
-        assert str(grpc_reply_failure(wrong, 5)) == "invalid response: row 0 does not sum to 1"
-    ok = json.dumps({"predictions": ROWS}).encode()
-    assert rest_failure(200, ok, 5) is None
-    assert str(rest_failure(500, ok, 5)) == "HTTP 500"  # the status is part of what is known
-    # Too large to keep, or the set is full: checked every time, and the set stops growing.
-    other = predict_response(np.array([[0.5, 0.5]] * 5))
-    monkeypatch.setattr(validate, "MAX_KNOWN_BYTES", len(other) - 1)
-    assert grpc_reply_failure(other, 5) is None
-    assert ("grpc", other, 5) not in validate._known_valid
-    monkeypatch.setattr(validate, "MAX_KNOWN_BYTES", len(other))
-    monkeypatch.setattr(validate, "MAX_KNOWN_VALID", len(validate._known_valid))
-    assert grpc_reply_failure(other, 5) is None
-    assert ("grpc", other, 5) not in validate._known_valid
-
-
-# --- payload and options ----------------------------------------------------------------------
-
-
-def test_payload_encodes_the_instances_once_for_both_protocols(tmp_path):
-    rows = [[0] * 190 + list(range(10)) for _ in range(5)]
-    path = tmp_path / "instances.json"
-    path.write_text(json.dumps(rows))
-    payload = build_payload(Workload(model_name="imdb", instances_file=str(path)))
-    assert payload.rows == 5 and payload.rest_path == "/v1/models/imdb:predict"
-    assert json.loads(payload.rest_body) == {"signature_name": "serving_default", "instances": rows}
-    request = protos.load().PredictRequest.FromString(payload.grpc_request)
-    assert request.model_spec.name == "imdb"
-    assert request.model_spec.signature_name == "serving_default"
-    tensor = request.inputs["input_1"]
-    assert [d.size for d in tensor.tensor_shape.dim] == [5, 200]
-    assert np.frombuffer(tensor.tensor_content, "<i4").reshape(5, 200).tolist() == rows
-
-
-@pytest.mark.parametrize(
-    ("content", "message"),
-    [
-        (None, "no such file"),
-        ("{", "not JSON"),
-        ("[]", "non-empty JSON list"),
-        ("[[1, 2], [3]]", "row 1 must be a list of 2 ints"),
-        ("[[1, 2.5]]", "row 0 has a non-int32 value"),
-        ("[[1, 3000000000]]", "row 0 has a non-int32 value"),
-    ],
-)
-def test_bad_instances_files_are_named(tmp_path, content, message):
-    path = tmp_path / "instances.json"
-    if content is not None:
-        path.write_text(content)
-    with pytest.raises(ConfigError, match=message) as caught:
-        build_payload(Workload(instances_file=str(path)))
-    assert str(caught.value).startswith(f"--instances-file: {path}")
+# --- options ------------------------------------------------------------------------------
 
 
 def test_settings_convert_web_form_strings():
