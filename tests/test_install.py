@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -32,7 +33,12 @@ def run(*command: str | Path, cwd: Path, timeout: float = 600) -> subprocess.Com
 def installed(tmp_path_factory) -> Path:
     """A fresh virtual environment with ``pip install <wheel of this checkout>``; its bin/."""
     work = tmp_path_factory.mktemp("install")
-    built = run(sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", work, REPO, cwd=work)
+    source = work / "source"  # a copy: building in the checkout would leave build/ behind
+    skip = shutil.ignore_patterns(".git", ".venv", "models", "reports", "build", "*.egg-info")
+    shutil.copytree(REPO, source, ignore=skip)
+    built = run(
+        sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", work, source, cwd=work
+    )
     assert built.returncode == 0, built.stderr[-3000:]
     (wheel,) = work.glob("tfsload-*.whl")
     env_dir = work / "venv"
