@@ -14,8 +14,11 @@ the order TF Serving's batching guide (tensorflow_serving/batching/README.md) tu
    guide's advice for online serving), then with ``allowed_batch_sizes`` (powers of two up to
    ``max_batch_size``); each is kept only if it carries more.
 
-The best configuration is the one with the highest throughput at its highest passing load. It
-is written as a ready ``batching_parameters_file``, with its figures in a comment; every
+The best configuration is the one that carries the most: the highest Poisson rate within the
+bound (on the ``users`` axis: the most req/s at its highest passing concurrency), the lower p99
+breaking ties. When the best batching configuration and no batching both reached the search's
+``maximum``, the tuner says it cannot tell them apart rather than compare noise. The best is
+written as a ready ``batching_parameters_file``, with its figures in a comment; every
 configuration tried has its file in ``batching/``. The decisions depend only on the
 configurations' results, so a resumed tuner replays its kept steps to where it stopped.
 """
@@ -92,10 +95,15 @@ def power_of_two_sizes(max_batch_size: int) -> tuple[int, ...]:
 class Tuning:
     """The tuner's run for one target and protocol."""
 
-    def __init__(self, session: Session, server: Restartable, cell: Cell) -> None:
+    def __init__(
+        self, session: Session, server: Restartable, cell: Cell, before: dict | None = None
+    ) -> None:
+        """``before``: this cell's configurations from the run being resumed, by id (their
+        server facts stand when every step is kept and the server is not started again)."""
         self.session = session
         self.server = server
         self.cell = cell
+        self.before = before or {}
         self.tried: list[dict] = []
         self.stopped = False
 
@@ -126,6 +134,7 @@ class Tuning:
             result = highest_load(session, self.cell, on_demand.target, config_id, label, axis)
             running = on_demand.running
             server = running.info.to_dict() if running and running.info else None
+            command = running.command if running else None
         finally:
             on_demand.close()
         entry = {
@@ -134,7 +143,8 @@ class Tuning:
             "batching": batching.to_dict() if batching else None,
             "label": batching.label() if batching else "no batching",
             "file": str(file.relative_to(session.out)) if file else None,
-            "server": server,
+            "server": server or self.before.get(config_id, {}).get("server"),
+            "command": command or self.before.get(config_id, {}).get("command"),
             "result": result,
         }
         self.tried.append(entry)
@@ -142,16 +152,21 @@ class Tuning:
             self.stopped = True
         return entry
 
-    @staticmethod
-    def throughput(entry: dict | None) -> float:
-        if entry is None:
+    def capacity(self, entry: dict | None) -> float:
+        """What a configuration carries within the bound: its highest passing rate (offered
+        req/s: measured rates only add Poisson noise to it), or on the users axis the req/s
+        measured at its highest passing concurrency; 0 when nothing passed."""
+        if entry is None or entry["result"].get("highest") is None:
             return 0.0
-        return entry["result"].get("throughput_rps") or 0.0
+        if self.session.experiment.search.axis == "users":
+            return entry["result"]["throughput_rps"] or 0.0
+        return entry["result"]["highest"]
 
     def best(self, batching_only: bool = False) -> dict | None:
         candidates = [e for e in self.tried if e["batching"] or not batching_only]
-        candidates = [e for e in candidates if self.throughput(e) > 0]
-        return max(candidates, key=self.throughput, default=None)
+        candidates = [e for e in candidates if self.capacity(e) > 0]
+        return max(candidates, key=lambda e: (self.capacity(e), -e["result"]["p99_ms"]),
+                   default=None)  # fmt: skip
 
     # -- the guide's phases ------------------------------------------------------------------
     def run(self) -> None:
@@ -170,7 +185,7 @@ class Tuning:
                 return
             if entry is leader:
                 behind = 0
-            elif self.throughput(entry) < self.throughput(leader) / (1 + session.resolution):
+            elif self.capacity(entry) < self.capacity(leader) / (1 + session.resolution):
                 behind += 1
                 if behind == 2:
                     break
@@ -196,9 +211,12 @@ class Tuning:
         """The cell's tuning result: every configuration, the best, the verdict on batching."""
         baseline = next((e for e in self.tried if e["id"] == NO_BATCHING), None)
         best = self.best(batching_only=True)
-        base_rps, best_rps = self.throughput(baseline), self.throughput(best)
-        gain = best_rps / base_rps - 1 if base_rps and best_rps else None
-        pays = best_rps > base_rps * (1 + self.session.resolution) if best else False
+        base_cap, best_cap = self.capacity(baseline), self.capacity(best)
+        gain = best_cap / base_cap - 1 if base_cap and best_cap else None
+        pays = best_cap > base_cap * (1 + self.session.resolution) if best else False
+        at_maximum = [
+            e["result"]["search"]["limited_by"] == "maximum" for e in (best, baseline) if e
+        ]
         result = {
             "cell": self.cell.id,
             "target": self.cell.target.name,
@@ -209,24 +227,28 @@ class Tuning:
             "baseline": baseline["id"] if baseline else None,
             "best": best["id"] if best else None,
             "best_file": None,
+            "capacity_unit": "req/s" if session_axis(self.session) == "users" else "req/s offered",
+            "baseline_capacity": base_cap or None,
+            "best_capacity": best_cap or None,
             "gain": round(gain, 4) if gain is not None else None,
             "batching_pays": pays,
+            "undecided": len(at_maximum) == 2 and all(at_maximum),
             "complete": not self.stopped,
         }
         if best is not None:
-            result["best_file"] = self._write_best(best, base_rps, pays)
+            result["best_file"] = self._write_best(best, base_cap, pays)
         return result
 
-    def _write_best(self, best: dict, base_rps: float, pays: bool) -> str:
+    def _write_best(self, best: dict, base_cap: float, pays: bool) -> str:
         session = self.session
         batching = Batching(**{**best["batching"], "allowed_batch_sizes": tuple(
             best["batching"]["allowed_batch_sizes"]
         )})  # fmt: skip
         result = best["result"]
-        unit = "users" if session.experiment.search.axis == "users" else "req/s offered"
+        unit = "users" if session_axis(session) == "users" else "req/s offered"
         verdict = (
-            f"{result['throughput_rps']:,.1f} req/s against {base_rps:,.1f} without batching"
-            if base_rps
+            f"{self.capacity(best):,.1f} req/s against {base_cap:,.1f} without batching"
+            if base_cap
             else "no batching met the bound at any load tried"
         )
         comment = (
@@ -242,15 +264,22 @@ class Tuning:
         return name
 
 
+def session_axis(session: Session) -> str:
+    return session.experiment.search.axis
+
+
 def run_tune(session: Session) -> None:
     """Tune every target x protocol; results go into ``search.json``."""
     experiment = session.experiment
+    before = {
+        r["cell"]: {c["id"]: c for c in r["configurations"]} for r in session.record["results"]
+    }
     results = session.record["results"] = []
     servers = {server.name: server for server in restartable(experiment)}
     for cell in experiment.cells:
         if session.stop_reason():
             break
-        tuning = Tuning(session, servers[cell.target.name], cell)
+        tuning = Tuning(session, servers[cell.target.name], cell, before.get(cell.id))
         tuning.run()
         results.append(tuning.summary())
         session.save()

@@ -27,10 +27,12 @@ def pareto_plot(tuning: dict, bound_ms: float) -> bytes:
     """Throughput at the highest passing load against its p99, one labelled point per
     configuration; the front drawn, the baseline (no batching) and the best marked."""
     title = f"{tuning['cell']}: configurations at their highest load with p99 <= {bound_ms:g} ms"
-    measured = [c for c in tuning["configurations"] if c["result"].get("throughput_rps")]
+    offered = tuning.get("capacity_unit") == "req/s offered"
+    key = "highest" if offered else "throughput_rps"
+    measured = [c for c in tuning["configurations"] if c["result"].get(key)]
     if not measured:
         return _no_data(title, "no configuration met the bound at any load tried")
-    points = [(c["result"]["p99_ms"], c["result"]["throughput_rps"]) for c in measured]
+    points = [(c["result"]["p99_ms"], c["result"][key]) for c in measured]
     fig, ax = plt.subplots(figsize=(10, 6))
     front = pareto_front(points)
     ax.step(
@@ -52,7 +54,11 @@ def pareto_plot(tuning: dict, bound_ms: float) -> bytes:
     ax.scatter([], [], marker="s", color="tab:red", label="no batching (baseline)")
     ax.scatter([], [], marker="o", color="tab:blue", label="batching configuration")
     ax.set_xlabel("p99 at that load (ms)")
-    ax.set_ylabel("throughput at the highest load under the bound (req/s)")
+    ax.set_ylabel(
+        "highest Poisson rate within the bound (req/s)"
+        if offered
+        else "throughput at the most users within the bound (req/s)"
+    )
     ax.set_title(title, fontsize=10)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)

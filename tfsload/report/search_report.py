@@ -99,32 +99,39 @@ PROBE_HEADERS = [
 
 
 def tune_answer(tuning: dict, resolution: float) -> str:
-    """By how much the best batching configuration beats no batching, or that it does not pay."""
+    """By how much the best batching configuration beats no batching, or that it does not pay,
+    or that the search's maximum load hid the difference."""
     configs = {c["id"]: c for c in tuning["configurations"]}
-    base = configs.get(tuning["baseline"]) if tuning["baseline"] else None
     best = configs.get(tuning["best"]) if tuning["best"] else None
-    base_rps = base["result"].get("throughput_rps") if base else None
+    base_cap, best_cap = tuning.get("baseline_capacity"), tuning.get("best_capacity")
+    unit = tuning.get("capacity_unit", "req/s")
     name = tuning["cell"]
+    cut = "" if tuning["complete"] else " (the tuning was stopped before it finished)"
     if best is None:
-        return f"{name}: no batching configuration kept the bound at any load tried"
-    best_rps = best["result"]["throughput_rps"]
-    if not base_rps:
+        return f"{name}: no batching configuration kept the bound at any load tried{cut}"
+    if not base_cap:
         return (
-            f"{name}: best batching {best['label']} carried {best_rps:,.1f} req/s; no batching "
-            "kept the bound at any load tried"
+            f"{name}: best batching {best['label']} carried {best_cap:,.1f} {unit} within the "
+            f"bound; no batching kept the bound at no load tried{cut}"
         )
-    gain = best_rps / base_rps - 1
+    gain = best_cap / base_cap - 1
+    if tuning.get("undecided"):
+        return (
+            f"{name}: cannot tell: the best batching configuration ({best['label']}) and no "
+            f"batching both kept the bound at the search's maximum, {best_cap:,.1f} {unit}; "
+            f"raise [search] maximum{cut}"
+        )
     if tuning["batching_pays"]:
         return (
-            f"{name}: batching pays: {best['label']} carried {best_rps:,.1f} req/s within the "
-            f"bound, {gain:+.0%} against {base_rps:,.1f} req/s without batching "
-            f"(file: {tuning['best_file']})"
+            f"{name}: batching pays: {best['label']} carried {best_cap:,.1f} {unit} within the "
+            f"bound, {gain:+.0%} against {base_cap:,.1f} without batching "
+            f"(file: {tuning['best_file']}){cut}"
         )
     return (
         f"{name}: batching does NOT pay for this model and load: the best batching "
-        f"configuration ({best['label']}) carried {best_rps:,.1f} req/s against "
-        f"{base_rps:,.1f} without batching ({gain:+.0%}, within the search's "
-        f"{resolution:.0%} resolution or below)"
+        f"configuration ({best['label']}) carried {best_cap:,.1f} {unit} against "
+        f"{base_cap:,.1f} without batching ({gain:+.0%}, not beyond the search's "
+        f"{resolution:.0%} resolution){cut}"
     )
 
 
