@@ -8,9 +8,6 @@ names the load with its evidence: every probe, its figures, its verdict, the gen
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from tfsload.core.targets import Target
 from tfsload.orchestrate.experiment import Cell, Experiment
 from tfsload.orchestrate.launch import LaunchError
 from tfsload.orchestrate.restart import OnDemand, as_found
@@ -39,7 +36,7 @@ def step_load(experiment: Experiment, axis: Axis, value: float, bound: Bound) ->
 
 
 def highest_load(
-    session: Session, cell: Cell, target: Callable[[], Target], configuration: str, label: str,
+    session: Session, cell: Cell, server: OnDemand, configuration: str, label: str,
     axis: Axis | None = None,
 ) -> dict:  # fmt: skip
     """Search one cell (in one server configuration); returns its result entry.
@@ -54,7 +51,7 @@ def highest_load(
 
     def measure(value: float):
         load = step_load(experiment, axis, value, bound)
-        steps[value] = session.measure(cell, target, configuration, load, label)
+        steps[value] = session.measure(cell, server, configuration, load, label)
         return judge(steps[value], bound)
 
     entry = {
@@ -102,7 +99,7 @@ def run_slo(session: Session) -> None:
         try:
             for protocol in experiment.protocols:
                 cell = Cell(et, protocol)
-                result = highest_load(session, cell, on_demand.target, AS_DECLARED, cell.id)
+                result = highest_load(session, cell, on_demand, AS_DECLARED, cell.id)
                 running = on_demand.running
                 info = running.info.to_dict() if running and running.info else None
                 result["server"] = info or before.get(cell.id)

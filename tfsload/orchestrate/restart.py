@@ -36,6 +36,7 @@ class Running:
     info: ServerInfo | None
     command: list[str]
     handle: object
+    pid: int | None = None  # a server process on this machine, for the CPU account
 
 
 class Restartable(Protocol):
@@ -87,7 +88,8 @@ class StandinTarget:
         launched = start_standin(
             et, self.experiment.model, self.experiment.base_dir, log_path, should_stop
         )
-        return Running(launched.target, launched.info, launched.command, launched)
+        process = launched.process
+        return Running(launched.target, launched.info, launched.command, launched, process.pid)
 
     def stop(self, running: Running) -> int | None:
         handle = running.handle
@@ -153,6 +155,10 @@ class OnDemand:
         if self.running is None:
             self.running = self.server.start(self.flags, self.log_path, self.should_stop)
         return self.running.target
+
+    @property
+    def pid(self) -> int | None:
+        return self.running.pid if self.running else None
 
     def close(self) -> None:
         if self.running is not None:

@@ -23,16 +23,16 @@ import json
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 from tfsload.core.errors import ConfigError
 from tfsload.core.files import write_json_atomic
-from tfsload.core.targets import Target
 from tfsload.orchestrate.experiment import Cell, Experiment, load_experiment
 from tfsload.orchestrate.machine import client_versions, describe_machine
 from tfsload.orchestrate.progress import Progress, format_elapsed
+from tfsload.orchestrate.restart import OnDemand
 from tfsload.orchestrate.runner import now_iso
 from tfsload.orchestrate.slo import Bound, SearchStopped, judge
 from tfsload.orchestrate.step import StepLoad, read_step, run_step
@@ -60,6 +60,7 @@ def evidence(step: dict) -> dict:
         "late_sends": step["arrival"]["late_sends"],
         "generator_cpu_max": step["generator"]["cpu_percent_max"],
         "generator_saturated": step["generator_saturated"],
+        "other_cpu_percent": step.get("cpu", {}).get("other_cpu_percent_of_machine"),
     }
 
 
@@ -162,12 +163,11 @@ class Session:
         return self.out / "steps" / cell.id / configuration / load.id
 
     def measure(
-        self, cell: Cell, target: Callable[[], Target], configuration: str, load: StepLoad,
-        label: str,
-    ) -> dict:  # fmt: skip
-        """The step at ``load``: kept from an earlier run of this folder, or run now on the
-        target ``target()`` returns (starting it if needed; LaunchError when it cannot).
-        Raises SearchStopped when the search must stop first."""
+        self, cell: Cell, server: OnDemand, configuration: str, load: StepLoad, label: str
+    ) -> dict:
+        """The step at ``load``: kept from an earlier run of this folder, or run now on
+        ``server`` (started first if needed; LaunchError when it cannot). Raises SearchStopped
+        when the search must stop first."""
         step_dir = self.step_dir(cell, configuration, load)
         kept = read_step(step_dir)
         if kept is not None and kept["status"] != "interrupted":
@@ -177,10 +177,10 @@ class Session:
         reason = self.stop_reason()
         if reason:
             raise SearchStopped(reason)
-        address = target()
+        address = server.target()
         shutil.rmtree(step_dir, ignore_errors=True)  # an interrupted step starts afresh
         step = run_step(
-            self.experiment, cell, address, load, self.rule, step_dir, should_stop=self.stop_reason
+            self.experiment, cell, address, load, self.rule, step_dir, self.stop_reason, server.pid
         )
         if step["status"] == "interrupted":
             raise SearchStopped(step["reason"])

@@ -26,6 +26,7 @@ from tfsload.core.files import write_json_atomic
 from tfsload.core.processes import log_tail
 from tfsload.core.run_spec import Checks, RunSpec
 from tfsload.core.targets import Target
+from tfsload.orchestrate.cpu_account import CpuAccount
 from tfsload.orchestrate.experiment import Cell, Experiment
 from tfsload.orchestrate.runner import cell_spec, locust_command
 from tfsload.orchestrate.windows import (
@@ -125,16 +126,20 @@ def run_step(
     rule: StabilityRule,
     step_dir: Path,
     should_stop: Callable[[], str | None] = lambda: None,
+    server_pid: int | None = None,
 ) -> dict:
     """Run one step and write its ``step.json``; returns that record.
 
     ``should_stop`` returns a reason (Ctrl-C, the time budget) to end the step early; such a
-    step is recorded as ``interrupted`` and searches do not use it.
+    step is recorded as ``interrupted`` and searches do not use it. The record also says where
+    the machine's CPU went meanwhile: Locust, the server (``server_pid``, when it runs here),
+    and everything else, which is the noise the figures carry on a shared machine.
     """
     step_dir.mkdir(parents=True, exist_ok=True)
     spec_path = step_dir / "run-spec.json"
     step_spec(experiment, cell, target, load, rule, step_dir).write(spec_path)
     command = locust_command(cell, spec_path, step_dir)
+    cpu = CpuAccount(server_pid)
     started = time.monotonic()
     with open(step_dir / "locust.log", "wb") as log:
         process = subprocess.Popen(
@@ -177,6 +182,7 @@ def run_step(
         process.wait()
         raise
     record = _record(load, rule, step_dir, process.returncode, windows, tail, stopped_for)
+    record["cpu"] = cpu.finish()
     record["wall_time_s"] = round(time.monotonic() - started, 3)
     record["command"] = command
     write_json_atomic(step_dir / "step.json", record)

@@ -67,7 +67,7 @@ def run_sweep(session: Session) -> None:
                 for level in levels:
                     load = level_load(experiment, level)
                     try:
-                        step = session.measure(cell, on_demand.target, AS_DECLARED, load, cell.id)
+                        step = session.measure(cell, on_demand, AS_DECLARED, load, cell.id)
                     except SearchStopped as exc:
                         entry.update(status="stopped", reason=str(exc))
                         break

@@ -131,7 +131,7 @@ class Tuning:
         if leader is not None:  # start where the best so far topped out: fewer probes
             axis = replace(axis, start=leader["result"]["highest"])
         try:
-            result = highest_load(session, self.cell, on_demand.target, config_id, label, axis)
+            result = highest_load(session, self.cell, on_demand, config_id, label, axis)
             running = on_demand.running
             server = running.info.to_dict() if running and running.info else None
             command = running.command if running else None
