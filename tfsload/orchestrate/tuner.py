@@ -232,7 +232,8 @@ class Tuning:
             "best_capacity": best_cap or None,
             "gain": round(gain, 4) if gain is not None else None,
             "batching_pays": pays,
-            "undecided": len(at_maximum) == 2 and all(at_maximum),
+            # offered rates capped alike say nothing; measured req/s at capped users still do
+            "undecided": session_axis(self.session) == "rate" and at_maximum == [True, True],
             "complete": not self.stopped,
         }
         if best is not None:

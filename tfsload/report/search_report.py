@@ -72,7 +72,7 @@ def probe_rows(result: dict, axis: str) -> list[list[str]]:
         if setting.get("rate"):
             load += f" ({setting['users']} users)"
         if e["status"] != "complete":
-            rows.append([load, "–", "–", "–", "–", "–", "–", "–", probe["kind"], probe["reason"]])
+            rows.append([load, *["–"] * 8, probe["kind"], probe["reason"]])
             continue
         rows.append(
             [
@@ -85,6 +85,7 @@ def probe_rows(result: dict, axis: str) -> list[list[str]]:
                 "yes" if e["schedule_kept"] else f"NO ({e['late_sends']} late)",
                 f"{e['generator_cpu_max']:.0f}%"
                 + (" SATURATED" if e["generator_saturated"] else ""),
+                _percent(e.get("other_cpu_percent")),
                 probe["kind"].upper(),
                 probe["reason"],
             ]
@@ -94,8 +95,12 @@ def probe_rows(result: dict, axis: str) -> list[list[str]]:
 
 PROBE_HEADERS = [
     "load", "stable (windows)", "req/s", "p50", "p99", "failed", "schedule kept",
-    "generator CPU max", "verdict", "why",
+    "generator CPU max", "other processes' CPU", "verdict", "why",
 ]  # fmt: skip
+
+
+def _percent(value: float | None) -> str:
+    return "–" if value is None else f"{value:.0f}%"
 
 
 def tune_answer(tuning: dict, resolution: float) -> str:
@@ -209,7 +214,7 @@ def sweep_answer(curve: dict) -> str:
 
 SWEEP_HEADERS = [
     "load", "stable (windows)", "req/s", "rows/s", "p50", "p99", "failed", "schedule kept",
-    "generator CPU max",
+    "generator CPU max", "other processes' CPU",
 ]  # fmt: skip
 
 
@@ -219,7 +224,7 @@ def sweep_rows(curve: dict) -> list[list[str]]:
         level = _level(p["level"], p["load"])
         level += " (knee)" if p["level"] == curve.get("knee") else ""
         if p["status"] != "complete":
-            rows.append([level, p.get("reason") or p["status"], *["–"] * 7])
+            rows.append([level, p.get("reason") or p["status"], *["–"] * 8])
             continue
         rows.append(
             [
@@ -233,6 +238,7 @@ def sweep_rows(curve: dict) -> list[list[str]]:
                 "yes" if p["schedule_kept"] else f"NO ({p['late_sends']} late)",
                 f"{p['generator_cpu_max']:.0f}%"
                 + (" SATURATED" if p["generator_saturated"] else ""),
+                _percent(p.get("other_cpu_percent")),
             ]
         )
     return rows
