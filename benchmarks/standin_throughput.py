@@ -50,8 +50,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tfsload import protos  # noqa: E402 - needs REPO on the path
-from tfsload.generator.payload import Payload, build_payload, tensor_proto  # noqa: E402
+from tfsload.core import protos  # noqa: E402 - needs REPO on the path
+from tfsload.core.run_spec import Workload  # noqa: E402
+from tfsload.generator.payload import Request, build_payload  # noqa: E402
+from tfsload.generator.tensors import tensor_proto  # noqa: E402
 
 SECTION = "## Stand-in throughput"
 RAW_SIZES = (1, 5, 25, 50, 100, 200, 320, 500)
@@ -379,7 +381,7 @@ def held_seconds(target: str) -> float:
 
 
 def transport_floor(
-    cpus: set[int], hold: float, payload: Payload, args: argparse.Namespace
+    cpus: set[int], hold: float, payload: Request, args: argparse.Namespace
 ) -> dict:
     """Server CPU per request beyond the held work, over ``args.pairs`` slices (median)."""
     port = free_port()
@@ -443,7 +445,7 @@ async def _drive(
 
 
 async def load_grpc(
-    server: Server, payload: Payload, concurrency: int, warmup: float, seconds: float
+    server: Server, payload: Request, concurrency: int, warmup: float, seconds: float
 ):
     import grpc
 
@@ -461,7 +463,7 @@ async def load_grpc(
 
 
 async def load_rest(
-    server: Server, payload: Payload, concurrency: int, warmup: float, seconds: float
+    server: Server, payload: Request, concurrency: int, warmup: float, seconds: float
 ):
     import aiohttp
 
@@ -600,7 +602,7 @@ def batch_stats(url: str) -> tuple[float, float]:
     return values.get(BATCH_ROWS + "_sum", 0.0), values.get(BATCH_ROWS + "_count", 0.0)
 
 
-def serve(case: str, server: Server, payload: Payload, args: argparse.Namespace) -> dict:
+def serve(case: str, server: Server, payload: Request, args: argparse.Namespace) -> dict:
     """One served slice: rows/s, rows per server CPU-second, failures, mean batch size."""
     load = load_grpc if case.startswith("gRPC") else load_rest
     batching = case.endswith("batching on")
@@ -667,9 +669,8 @@ def main() -> None:
     os.sched_setaffinity(0, client_cpus)
     import tensorflow as tf
 
-    payload = build_payload(
-        args.model_dir / "instances.json", "model", "serving_default", "input_1"
-    )
+    instances = str(args.model_dir / "instances.json")
+    (payload,) = build_payload(Workload(instances_file=instances)).requests
     facts = {
         "date": datetime.date.today().isoformat(),
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",

@@ -26,6 +26,7 @@ DEFAULT_PATH = Path(str(resources.files("tfsload.core") / "tfserving_descriptors
 API_MODULES = ("tensorflow_serving.apis.prediction_service_pb2",)
 
 PREDICT_METHOD = "/tensorflow.serving.PredictionService/Predict"
+METADATA_METHOD = "/tensorflow.serving.PredictionService/GetModelMetadata"
 
 
 def build(path: Path) -> int:
@@ -62,6 +63,9 @@ class Messages:
     PredictRequest: type
     PredictResponse: type
     TensorProto: type
+    GetModelMetadataRequest: type
+    GetModelMetadataResponse: type
+    SignatureDefMap: type
 
 
 @cache

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,9 @@ FORMAT = "tfsload-run-spec/1"
 ARRIVAL_MODES = ("constant", "poisson")
 DEFAULT_INSTANCES_FILE = "models/model/instances.json"
 SATURATION_CPU_PERCENT = 90.0
+ANSWER_CHECKS = ("signature", "probabilities")
+LABEL_PATTERN = re.compile(r"^[A-Za-z0-9_-]+$")
+INT64_MAX = 2**63 - 1
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
 
 
@@ -71,18 +75,57 @@ class Workload:
     """What every request sends and where it goes on the server (the sample library)."""
 
     model_name: str = setting("model", "TF Serving model name", flag="--model-name")
+    model_version: str = setting(
+        "", "model version number or version label to call; empty: the latest",
+        flag="--model-version",
+    )  # fmt: skip
     signature_name: str = setting("serving_default", "signature to call", flag="--signature-name")
-    input_name: str = setting("input_1", "name of the model's input tensor", flag="--input-name")
+    input_name: str = setting(
+        "",
+        "the input a list of plain rows feeds; empty: the signature's only input (input_1 "
+        "when the server gives no metadata)",
+        flag="--input-name",
+    )
     instances_file: str = setting(
         DEFAULT_INSTANCES_FILE,
-        "JSON list of rows (lists of int32) sent in every request",
+        "requests to send: a JSON list of rows or row objects, a TF Serving predict body "
+        "(instances or inputs), or JSON Lines of them (a pool users cycle through)",
         flag="--instances-file",
+    )
+    generate_instances: int = setting(
+        0,
+        "instead of --instances-file, send requests of this many rows of random values made "
+        "from the model's signature; 0: read the file",
+        flag="--generate-instances",
+        minimum=0,
+    )
+    seed: int = setting(0, "seed of --generate-instances' random values", flag="--seed")
+    int_min: int = setting(
+        0, "smallest value --generate-instances puts in integer inputs", flag="--int-min"
+    )
+    int_max: int = setting(
+        99,
+        "largest value --generate-instances puts in integer inputs (token ids: keep it "
+        "inside the vocabulary)",
+        flag="--int-max",
     )
     rows_per_request: int = setting(
         0,
         "cut or repeat the instances to this many rows per request; 0: the file's rows",
         flag="--rows-per-request",
         minimum=0,
+    )
+    no_metadata: bool = setting(
+        False,
+        "do not ask the server for the model's signature: send the instances as written",
+        flag="--no-metadata",
+    )
+    check_answers: str = setting(
+        "signature",
+        "signature: every output with its dtype and shape, the rows sent, finite numbers; "
+        "probabilities: also every float output's rows sum to 1",
+        flag="--check-answers",
+        choices=ANSWER_CHECKS,
     )
 
 
@@ -408,12 +451,26 @@ def _build(section: str, values: dict, typed: bool) -> Any:
     return result
 
 
+def _check_workload(value: Workload) -> None:
+    for name in ("model_name", "signature_name", "instances_file"):
+        if not getattr(value, name).strip():
+            raise SpecError(f"workload.{name}", "must not be empty")
+    version = value.model_version
+    if version.isdigit() and int(version) > INT64_MAX:
+        raise SpecError("workload.model_version", f"{version} is larger than a version can be")
+    if version and not version.isdigit() and not LABEL_PATTERN.match(version):
+        raise SpecError(
+            "workload.model_version",
+            f"{version!r} is neither a version number nor a label (letters, digits, '-', '_')",
+        )
+    if value.int_min > value.int_max:
+        raise SpecError("workload.int_max", f"{value.int_max} is below int_min {value.int_min}")
+
+
 def _check(section: str, value: Any) -> None:
     """Checks that involve the meaning of a value, not just its type and range."""
     if section == "workload":
-        for name in ("model_name", "signature_name", "input_name", "instances_file"):
-            if not getattr(value, name).strip():
-                raise SpecError(f"workload.{name}", "must not be empty")
+        _check_workload(value)
     if section == "transport":
         for index, entry in enumerate(value.headers):
             wrong = headers.problem(index, entry)

@@ -202,8 +202,9 @@ class GrpcConnection:
             self.channel.close()
             self.channel = self.core = None
 
-    def call(self, request: bytes) -> bytes:
-        """One Predict call with the run's deadline and metadata; raises CallFailed."""
+    def call(self, request: bytes, method: bytes | None = None) -> bytes:
+        """One call (Predict unless ``method`` names another) with the run's deadline and
+        metadata; raises CallFailed."""
         s = self.settings
         waiter = Waiter()
         operations = (
@@ -215,8 +216,9 @@ class GrpcConnection:
             cygrpc.ReceiveStatusOnClientOperation(0),
         )
         deadline = time.time() + s.timeout_s
+        name = method or self.method
         call = self.core.integrated_call(
-            0, self.method, None, deadline, s.metadata, None, ((operations, waiter),), None, None
+            0, name, None, deadline, s.metadata, None, ((operations, waiter),), None, None
         )
         try:
             event = waiter.get()

@@ -4,9 +4,10 @@ Importing this module registers listeners on ``locust.events``:
 
 - ``init_command_line_parser``: tfsload's options (:mod:`tfsload.generator.options`);
 - ``init``: refuse a run that names no user class; offer in the class picker the classes that
-  can run; headless, check the run spec, addresses and instances up front (one line, exit 2)
-  and encode the requests before Locust's run timer starts; add the web UI's tab and its start
-  form check;
+  can run; headless, check the run spec and addresses, ask the servers for the model's
+  signature and fit the instances to it up front (one line, exit 2), and encode the requests
+  before Locust's run timer starts (:mod:`tfsload.generator.workload`); add the web UI's tab
+  and its start form check;
 - ``test_start``: on a master, check the run and send every worker the spec, the classes picked
   and its share; on a worker or a single process, set up only the classes of this run and make
   its :class:`~tfsload.generator.run_state.RunState`; a refusal stops the run everywhere and
@@ -52,9 +53,9 @@ from tfsload.core import run_spec
 from tfsload.core.errors import ConfigError
 from tfsload.core.run_spec import RunSpec
 from tfsload.core.targets import load_targets
-from tfsload.generator import distributed, results, run_state, users, webui
+from tfsload.generator import distributed, results, run_state, users, webui, workload
 from tfsload.generator.options import add_options, early_targets_file, spec_from_options
-from tfsload.generator.payload import Payload, build_payload
+from tfsload.generator.payload import Payload
 from tfsload.generator.precise import PreciseStats
 from tfsload.generator.request_count import Completion
 from tfsload.generator.run_state import (
@@ -199,11 +200,11 @@ def _on_init(environment, runner, web_ui=None, **_kwargs) -> None:
             offer_runnable_classes(environment, spec)
         if options.headless:
             apply_load(spec, options)
-            endpoints(environment.user_classes, spec, environment.host)
+            found = endpoints(environment.user_classes, spec, environment.host)
             if not isinstance(runner, MasterRunner):
-                _process.prepared = (spec, build_payload(spec.workload))
+                _process.prepared = (spec, workload.prepare(spec, found))
             elif options.processes:
-                build_payload(spec.workload)  # the forked workers will need it: check it now
+                workload.prepare(spec, found)  # the forked workers will need it: check it now
     except ConfigError as exc:
         fail(str(exc))
     if options.headless and options.run_time:
@@ -233,7 +234,7 @@ def _form_problem(form) -> str | None:
         if isinstance(runner, MasterRunner):
             _check_workers(spec, len(distributed.active_workers(runner)), _form_users(form))
         else:
-            build_payload(spec.workload)
+            workload.check_offline(spec)
     except ConfigError as exc:
         return str(exc)
     return None
@@ -353,11 +354,11 @@ def _worker_assignment(environment) -> tuple[RunSpec, list[type], Share]:
     return spec, classes, Share(**assignment["share"])
 
 
-def _prepared_payload(spec: RunSpec) -> Payload:
+def _prepared_payload(spec: RunSpec, found: dict[type, Endpoint]) -> Payload:
     prepared, _process.prepared = _process.prepared, None
-    if prepared is not None and prepared[0].workload == spec.workload:
+    if prepared is not None and prepared[0] == spec:
         return prepared[1]
-    return build_payload(spec.workload)
+    return workload.prepare(spec, found)
 
 
 @events.test_start.add_listener
@@ -379,8 +380,8 @@ def _on_test_start(environment, **_kwargs) -> None:
             spec, classes = spec_from_options(environment.parsed_options), environment.user_classes
             warn_ignored_host(classes, environment.host)
             share = split_run(spec, 1)[0]
-        payload = _prepared_payload(spec)
         found = endpoints(classes, spec, environment.host)
+        payload = _prepared_payload(spec, found)
     except ConfigError as exc:
         _reject(environment, exc)
         return

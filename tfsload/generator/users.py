@@ -1,10 +1,10 @@
 """The Locust users: TF Serving predict over REST (RestUser) and gRPC (GrpcUser).
 
-Both send the run's pre-encoded request (:mod:`tfsload.generator.payload`), check every
-answer (:mod:`tfsload.generator.answers`) and report one request event per call, failures named
-by cause. In closed loop a user sends again as soon as its answer is in; in open loop it waits
-for the send time it claimed from the process's schedule, and its latency counts from that
-time.
+Both send the run's pre-encoded requests in turn (:mod:`tfsload.generator.payload`), check
+every answer against the model's signature (:mod:`tfsload.generator.answers`) and report one
+request event per call, failures named by cause. In closed loop a user sends again as soon
+as its answer is in; in open loop it waits for the send time it claimed from the process's
+schedule, and its latency counts from that time.
 
 The generic classes take their address from ``-H`` (or ``--rest-host`` / ``--grpc-host`` when
 one process runs both). :func:`target_user_classes` makes one subclass per target and protocol
@@ -14,6 +14,7 @@ the ``host`` of every user class.
 
 from __future__ import annotations
 
+import functools
 import math
 import time
 from http.client import HTTPException
@@ -26,13 +27,8 @@ from tfsload.core.errors import ConfigError
 from tfsload.core.run_spec import RunSpec, Transport
 from tfsload.core.targets import Target, normalize_grpc, normalize_http
 from tfsload.generator import grpc_transport, rest_transport, run_state
-from tfsload.generator.answers import (
-    RequestFailure,
-    grpc_failure,
-    grpc_reply_failure,
-    rest_failure,
-    transport_failure,
-)
+from tfsload.generator.answers import RequestFailure, grpc_failure, transport_failure
+from tfsload.generator.payload import Payload
 from tfsload.generator.run_state import Endpoint, Send
 
 IDLE_S = 0.5  # how long a user with nothing to send waits before asking again
@@ -84,7 +80,6 @@ class PredictUser(User):
             self.state = None
             return
         self.stats_name = endpoint.name
-        self.request_context = {"rows": self.state.payload.rows}
         self.connect(endpoint.connection)
 
     def connect(self, prepared: Any) -> None:
@@ -153,9 +148,8 @@ class RestUser(PredictUser):
         return rest_transport.origin(address, transport)
 
     def connect(self, prepared: rest_transport.RestOrigin) -> None:
-        payload = self.state.payload
-        request = prepared.request(payload.rest_path, payload.rest_body)
-        self.http = rest_transport.RestConnection(prepared, request)
+        self.wire = wire_requests(prepared, self.state.payload)
+        self.http = rest_transport.RestConnection(prepared, self.wire[0])
 
     def on_stop(self) -> None:
         if self.http is not None:
@@ -163,7 +157,9 @@ class RestUser(PredictUser):
             self.http = None
 
     def send(self, intended: float | None) -> None:
-        payload = self.state.payload
+        request = self.state.payload.next()
+        self.request_context = request.context
+        self.http.request = self.wire[request.index]
         started = time.perf_counter()
         try:
             status, body = self.http.exchange()
@@ -172,8 +168,15 @@ class RestUser(PredictUser):
             self.report("POST", started, ended, intended, 0, transport_failure(error))
             return
         ended = time.perf_counter()
-        failure = rest_failure(status, body, payload.rows)
+        failure = request.rest_failure(status, body)
         self.report("POST", started, ended, intended, len(body), failure)
+
+
+@functools.cache
+def wire_requests(origin: rest_transport.RestOrigin, payload: Payload) -> list[bytes]:
+    """Each request of the payload as the bytes sent to ``origin``: built once per user class
+    and process, whatever the number of users."""
+    return [origin.request(r.rest_path, r.rest_body) for r in payload.requests]
 
 
 class GrpcUser(PredictUser):
@@ -198,17 +201,18 @@ class GrpcUser(PredictUser):
             self.grpc = None
 
     def send(self, intended: float | None) -> None:
-        run = self.state
+        request = self.state.payload.next()
+        self.request_context = request.context
         started = time.perf_counter()
         try:
-            reply = self.grpc.call(run.payload.grpc_request)
+            reply = self.grpc.call(request.grpc_request)
         except grpc_transport.CallFailed as error:
             ended = time.perf_counter()
             failure = grpc_failure(error.code_name, error.details)
             self.report("gRPC", started, ended, intended, 0, failure)
             return
         ended = time.perf_counter()
-        failure = grpc_reply_failure(reply, run.payload.rows)
+        failure = request.grpc_failure(reply)
         self.report("gRPC", started, ended, intended, len(reply), failure)
 
 

@@ -5,7 +5,10 @@ An experiment is a TOML file (see ``configs/experiments/demo.toml`` for a commen
     name = "demo"
     description = "..."
     protocols = ["rest", "grpc"]
-    [model]            # name on the server, base path for launched stand-ins, request rows
+    [model]            # name on the server, base path for launched stand-ins; the requests:
+                       # instances (any instances-file form) or generate_instances (rows, with
+                       # seed, int_min, int_max); version, signature, input_name, metadata;
+                       # check_answers ("signature" or "probabilities")
     [load]             # users, spawn_rate, requests | duration, warmup_requests, arrival_rate,
                        # arrival, rows_per_request; a sweep: users = [1, 2, 4] or
                        # arrival_rates = [100, 200] (then no requests or duration)
@@ -25,7 +28,7 @@ launched stand-in runs in that directory too, so paths inside its flags follow t
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
 
@@ -46,7 +49,19 @@ TOP_KEYS = {
     "targets_file",
     "search",
 }
-MODEL_KEYS = {"name", "base_path", "instances"}
+# [model] key -> workload setting; name, base_path and instances are the Model's own.
+MODEL_SETTINGS = {
+    "version": "model_version",
+    "signature": "signature_name",
+    "input_name": "input_name",
+    "generate_instances": "generate_instances",
+    "seed": "seed",
+    "int_min": "int_min",
+    "int_max": "int_max",
+    "check_answers": "check_answers",
+    "metadata": "no_metadata",
+}
+MODEL_KEYS = {"name", "base_path", "instances", *MODEL_SETTINGS}
 # [load] key -> (run spec section, setting); duration and max_duration become load.run_time_s.
 LOAD_SETTINGS = {
     "users": ("load", "users"),
@@ -75,11 +90,13 @@ DEFAULT_MAX_DURATION = "10m"
 
 @dataclass(frozen=True)
 class Model:
-    """The served model: its name on the server and where launched stand-ins load it from."""
+    """The served model: its name on the server, where launched stand-ins load it from, the
+    requests it gets and how its answers are judged (``workload``: the rest of ``[model]``)."""
 
     name: str
     base_path: Path | None
     instances: Path | None
+    workload: Workload = field(default_factory=Workload)
 
 
 @dataclass(frozen=True)
@@ -208,10 +225,14 @@ class Experiment:
         instances = self.model.instances or (
             self.model.base_path / "instances.json" if self.model.base_path else None
         )
-        workload = {"model_name": self.model.name, "rows_per_request": self.load.rows_per_request}
-        if instances is not None:
-            workload["instances_file"] = str(instances)
-        return RunSpec(workload=Workload(**workload), load=self.load.shape, checks=self.checks)
+        workload = replace(
+            self.model.workload,
+            model_name=self.model.name,
+            rows_per_request=self.load.rows_per_request,
+        )
+        if instances is not None and not workload.generate_instances:
+            workload = replace(workload, instances_file=str(instances))
+        return RunSpec(workload=workload, load=self.load.shape, checks=self.checks)
 
     @property
     def cells(self) -> list[Cell]:
@@ -285,7 +306,25 @@ def _parse_model(data: object, file: Path) -> Model:
         raise ConfigError(
             f"{table.key('name')}: letters, digits, '-' and '_', starting with a letter"
         )
-    return Model(name, table.path("base_path", file.parent), table.path("instances", file.parent))
+    values, names = {}, {}
+    for key, setting in MODEL_SETTINGS.items():
+        names[setting] = f"model.{key}"
+        if key in table.data:
+            values[setting] = table.data[key]
+    version = values.get("model_version")
+    if isinstance(version, int) and not isinstance(version, bool):
+        values["model_version"] = str(version)  # version = 3 as well as version = "3"
+    if "no_metadata" in values:
+        if not isinstance(values["no_metadata"], bool):
+            raise ConfigError(f"{table.key('metadata')}: must be true or false")
+        values["no_metadata"] = not values["no_metadata"]
+    if "instances" in table.data and values.get("generate_instances"):
+        raise ConfigError(
+            f"{table.key('generate_instances')}: give either instances or generate_instances"
+        )
+    workload = _spec_section("workload", values, names, file)
+    base = file.parent
+    return Model(name, table.path("base_path", base), table.path("instances", base), workload)
 
 
 def _spec_section(section: str, values: dict, keys: dict[str, str], file: Path):

@@ -71,19 +71,25 @@ def default_out_dir(experiment: Experiment, reports: Path = Path("reports")) -> 
     return reports / f"{experiment.name}-{stamp}"
 
 
-def request_rows(experiment: Experiment) -> int | None:
-    """How many rows each request sends, read from the instances before anything starts, so a
-    missing or malformed file is bad input (ConfigError), not six failed cells. None when the
-    experiment names no instances (the Locust processes' default file is then used)."""
-    spec = experiment.spec()
-    if spec.workload.instances_file == run_spec.DEFAULT_INSTANCES_FILE:
+def request_rows(experiment: Experiment) -> float | int | None:
+    """How many rows each request sends (the mean over a pool of requests), read from the
+    instances before anything starts, so a missing or malformed file is bad input
+    (ConfigError), not six failed cells. None when the experiment names no instances (the
+    Locust processes' default file is then used). Whether they fit the model's signature is
+    for each cell's Locust to find out: it asks the server."""
+    workload = experiment.spec().workload
+    if workload.generate_instances:
+        return workload.rows_per_request or workload.generate_instances
+    if workload.instances_file == run_spec.DEFAULT_INSTANCES_FILE:
         return None
     try:
-        rows = read_instances(Path(spec.workload.instances_file), spec.workload.rows_per_request)
+        instances = read_instances(
+            Path(workload.instances_file), workload.rows_per_request, workload.signature_name
+        )
     except ConfigError as exc:
         detail = str(exc).removeprefix("--instances-file: ")
         raise ConfigError(f"{experiment.path}: model.instances: {detail}") from None
-    return len(rows)
+    return instances.mean_rows
 
 
 def read_model_metadata(experiment: Experiment) -> dict | None:
