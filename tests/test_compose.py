@@ -1,11 +1,13 @@
-"""compose.yaml, its configs and the Locust image, checked without a Docker engine.
+"""compose.yaml, compose.standin.yaml, their configs and the images, checked without running
+containers.
 
-No engine runs here, so each part is checked by the real thing that can run: the compose files
-by the official Compose schema (check-jsonschema's vendored compose-spec), the contract on the
-parsed file (YAML anchors resolved as Compose resolves them), the TF Serving flags by starting
-the stand-in with each service's exact command line, the healthcheck by running it against that
-stand-in, the Locust services' settings by starting Locust with them, and the Dockerfile by a
-Dockerfile parser. Whatever needs an engine is skipped, with the reason.
+Each part is checked by the real thing that can run without building or starting an image: the
+compose files by the official Compose schema (check-jsonschema's vendored compose-spec), the
+contract on the parsed file (YAML anchors resolved as Compose resolves them), the TF Serving
+flags by starting the stand-in with each service's exact command line, the healthcheck by running
+it against that stand-in, the Locust services' settings by starting Locust with them in the
+image's layout, and the Dockerfile by a Dockerfile parser. Compose's own parser runs where an
+engine answers; tests/test_compose_engine.py builds and runs the whole topology.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ import shlex
 import shutil
 import subprocess
 import sys
+import tempfile
+import tomllib
 from pathlib import Path, PurePosixPath
 from urllib.parse import urlsplit
 
@@ -25,15 +29,19 @@ import pytest
 import requests
 from dockerfile_parse import DockerfileParser
 from ruamel.yaml import YAML
+from ruamel.yaml.nodes import MappingNode, SequenceNode
 
 from tests.conftest import REPO
 from tests.standin_process import start_standin
+from tfsload import __version__
 from tfsload.core.protos import DEFAULT_PATH as DESCRIPTORS_PATH
 from tfsload.core.serving_config import read_batching, read_metrics_path
 from tfsload.core.targets import load_targets
 
 COMPOSE_FILES = sorted(REPO.glob("compose*.yaml"))
 COMPOSE = REPO / "compose.yaml"
+STANDIN_OVERRIDE = REPO / "compose.standin.yaml"
+PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 CONFIGS = REPO / "configs"
 TFSERVING = ("tfs-cpu", "tfs-gpu-batching", "tfs-gpu")
 GPU_SERVICES = {"tfs-gpu-batching", "tfs-gpu"}
@@ -67,9 +75,24 @@ COMMON_FLAGS = {
 }
 
 
+def _untagged(constructor, node):
+    if isinstance(node, MappingNode):
+        return constructor.construct_mapping(node, deep=True)
+    if isinstance(node, SequenceNode):
+        return constructor.construct_sequence(node, deep=True)
+    return constructor.construct_scalar(node)
+
+
 def load_yaml(path: Path) -> dict:
-    """Parse YAML with anchors and ``<<`` merge keys resolved, as Compose reads its files."""
-    return YAML(typ="safe").load(path)
+    """Parse YAML with anchors and ``<<`` merge keys resolved, as Compose reads its files.
+
+    Compose's merge tags of override files (``!reset``, ``!override``) are read as the plain
+    value they tag, which is what the schema checks them as.
+    """
+    yaml = YAML(typ="safe")
+    for tag in ("!reset", "!override"):
+        yaml.constructor.add_constructor(tag, _untagged)
+    return yaml.load(path)
 
 
 def dump_yaml(data: dict, path: Path) -> None:
@@ -136,15 +159,23 @@ def run(
 
 
 def check_compose_schema(path: Path) -> subprocess.CompletedProcess:
-    """The official Compose JSON schema, as vendored (with its checksum) by check-jsonschema."""
-    return run(
-        sys.executable,
-        "-m",
-        "check_jsonschema",
-        "--builtin-schema",
-        "vendor.compose-spec",
-        str(path),
-    )
+    """The official Compose JSON schema, as vendored (with its checksum) by check-jsonschema.
+
+    check-jsonschema's YAML parser knows no merge tags, so a file using them is checked as
+    :func:`load_yaml` reads it.
+    """
+    with tempfile.TemporaryDirectory() as plain:
+        if re.search(r"!(reset|override)\b", path.read_text()):
+            dump_yaml(load_yaml(path), Path(plain, path.name))
+            path = Path(plain, path.name)
+        return run(
+            sys.executable,
+            "-m",
+            "check_jsonschema",
+            "--builtin-schema",
+            "vendor.compose-spec",
+            str(path),
+        )
 
 
 def flag_map(flags: list[str]) -> dict[str, str]:
@@ -259,7 +290,7 @@ def test_ports_are_the_original_experiments_on_127_0_0_1(services):
 
 def test_the_host_targets_file_points_at_the_published_ports(services):
     container_port = {"rest": REST_PORT, "grpc": GRPC_PORT}
-    for target in load_targets():
+    for target in load_targets(CONFIGS / "targets.toml"):
         host_ports = {c: h for h, c in published(services[target.name]).items()}
         for protocol, port in container_port.items():
             address = urlsplit(f"//{target.url(protocol).split('//')[-1]}")
@@ -380,25 +411,41 @@ def test_locust_master_and_workers_share_the_image_and_settings(services, image_
             "condition": "service_completed_successfully"
         }
     env, image = master["environment"], image_build["stages"][-1]
-    assert image.repository_path(env["LOCUST_LOCUSTFILE"]).is_file()
+    # The image links the installed locustfile into its working directory.
+    assert env["LOCUST_LOCUSTFILE"] == "locustfile.py"
+    assert ["ln", "-s", "$(tfsload locustfile)", env["LOCUST_LOCUSTFILE"]] in image.commands
     assert image.repository_path(env["LOCUST_TARGETS_FILE"]) == CONFIGS / "targets-compose.toml"
     assert host_path(env["LOCUST_INSTANCES_FILE"], master) == (
         REPO / "models" / "model" / "instances.json"
     )
 
 
-@pytest.mark.parametrize("name", ["locust-master", "locust-worker"])
-def test_locust_started_as_the_container_offers_a_class_per_target(name, services):
-    """A real Locust process with the service's environment and command (the image's entrypoint
-    is ``locust``; its working directory holds the repository's layout, as REPO does here).
+def image_layout(stage: Stage, root: Path) -> Path:
+    """The Locust image's working directory laid out under ``root``: its copied files, and
+    locustfile.py linked to the installed one as the image links it. Returns that directory."""
+    workdir = root / stage.workdir.relative_to("/")
+    for image_path, source in stage.copies.items():
+        shutil.copytree(source, root / image_path.relative_to("/"))
+    installed = run(str(Path(sys.executable).with_name("tfsload")), "locustfile").stdout.strip()
+    (workdir / "locustfile.py").symlink_to(installed)
+    return workdir
 
-    configs/targets.toml would make the same class names, so the targets file the environment
-    names is also replaced by a missing one, which Locust must then refuse.
+
+@pytest.mark.parametrize("name", ["locust-master", "locust-worker"])
+def test_locust_started_as_the_container_offers_a_class_per_target(
+    name, services, image_build, tmp_path
+):
+    """A real Locust process with the service's environment and command in the image's layout
+    (its entrypoint is ``locust``, run in its working directory, laid out here).
+
+    The repository's configs/targets.toml would make the same class names, so the targets file
+    the environment names is also replaced by a missing one, which Locust must then refuse.
     """
     service = services[name]
+    workdir = image_layout(image_build["stages"][-1], tmp_path)
     locust = Path(sys.executable).with_name("locust")
     env = {**os.environ, **service["environment"]}
-    result = run(str(locust), *service["command"], "--list", env=env, timeout=120)
+    result = run(str(locust), *service["command"], "--list", cwd=workdir, env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     listed = set(result.stdout.split())
     assert {
@@ -407,7 +454,7 @@ def test_locust_started_as_the_container_offers_a_class_per_target(name, service
         for protocol in ("Rest", "Grpc")
     } <= listed
     env["LOCUST_TARGETS_FILE"] += ".missing"
-    result = run(str(locust), *service["command"], "--list", env=env, timeout=120)
+    result = run(str(locust), *service["command"], "--list", cwd=workdir, env=env, timeout=120)
     assert result.returncode != 0 and "--targets-file" in result.stderr
 
 
@@ -487,20 +534,17 @@ def normalise(requirement: str) -> str:
     return f"{re.sub(r'[-_.]+', '-', name).lower()}=={version}"
 
 
-def read_requirements(path: Path) -> set[str]:
-    """Normalised ``name==version`` lines of a requirements file, following ``-r``."""
-    pins = set()
-    for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip()
-        if line.startswith("-r"):
-            pins |= read_requirements(path.parent / line[2:].strip())
-        elif line:
-            pins.add(normalise(line))
-    return pins
+def pins(*extras: str) -> set[str]:
+    """pyproject.toml's pinned base dependencies, plus those of ``extras``, normalised."""
+    found = list(PYPROJECT["dependencies"])
+    for extra in extras:
+        found += PYPROJECT["optional-dependencies"][extra]
+    return {normalise(pin) for pin in found}
 
 
 class Stage:
-    """One build stage, replayed: where its COPY instructions put repository files."""
+    """One build stage, replayed: where its COPY instructions put repository files and what its
+    RUN instructions run (each ``&&``-joined command on its own)."""
 
     def __init__(self, instructions: list[dict], context: Path, arguments: dict[str, str]):
         base, _, self.name = instructions[0]["value"].partition(" AS ")
@@ -508,27 +552,50 @@ class Stage:
         self.base_written = base
         self.base = re.sub(r"\$\{(\w+)\}", lambda m: arguments[m[1]], base)
         self.workdir = PurePosixPath("/")
+        self.env: dict[str, str] = {}
+        self.entrypoint: list[str] | None = None
         self.copies: dict[PurePosixPath, Path] = {}  # image path -> repository path
         self.from_stage: list[tuple[str, PurePosixPath, PurePosixPath]] = []
-        self.runs: list[tuple[PurePosixPath, list[str]]] = []  # (working directory, argv)
+        self.commands: list[list[str]] = []  # argv of every command of every RUN
         for instruction in instructions[1:]:
-            kind, words = instruction["instruction"], shlex.split(instruction["value"])
+            kind, value = instruction["instruction"], instruction["value"]
+            words = shlex.split(value)
             if kind == "WORKDIR":
                 self.workdir = self.workdir / words[0]
+            elif kind == "ENV":
+                self.env.update(word.split("=", 1) for word in words)
+            elif kind == "ENTRYPOINT":
+                self.entrypoint = json.loads(value)
             elif kind == "RUN":
-                self.runs.append((self.workdir, words))
-            elif kind == "COPY" and words[0].startswith("--from="):
-                source, dest = words[1:]
-                self.from_stage.append((words[0][7:], PurePosixPath(source), self.at(dest)))
+                self._add_commands(words)
             elif kind == "COPY":
-                *sources, dest = words
-                for source in sources:
-                    assert (context / source).exists(), f"COPY {source}: not in the repository"
-                    # A directory's contents go to dest; a file goes into a dest ending in /.
-                    into = dest.endswith("/") and (context / source).is_file()
-                    self.copies[self.at(dest) / Path(source).name if into else self.at(dest)] = (
-                        context / source
-                    )
+                self._add_copy(words, context)
+
+    def _add_commands(self, words: list[str]) -> None:
+        command: list[str] = []
+        for word in words:
+            if word == "&&":
+                self.commands.append(command)
+                command = []
+            else:
+                command.append(word)
+        self.commands.append(command)
+
+    def _add_copy(self, words: list[str], context: Path) -> None:
+        options = [w for w in words if w.startswith("--")]
+        *sources, dest = [w for w in words if not w.startswith("--")]
+        stage = next((o.removeprefix("--from=") for o in options if o.startswith("--from=")), None)
+        if stage:
+            (source,) = sources
+            self.from_stage.append((stage, PurePosixPath(source), self.at(dest)))
+            return
+        for source in sources:
+            assert (context / source).exists(), f"COPY {source}: not in the repository"
+            # A directory's contents go to dest; a file goes into a dest ending in /.
+            into = dest.endswith("/") and (context / source).is_file()
+            self.copies[self.at(dest) / Path(source).name if into else self.at(dest)] = (
+                context / source
+            )
 
     def at(self, path: str) -> PurePosixPath:
         return self.workdir / path
@@ -541,20 +608,9 @@ class Stage:
                 return source / path.relative_to(copied)
         raise AssertionError(f"{path} is not copied into the image")
 
-    def pip_installs(self) -> set[str]:
-        """Everything the stage's ``pip install`` commands name, ``-r`` files expanded."""
-        pins: set[str] = set()
-        for workdir, argv in self.runs:
-            if argv[:2] != ["pip", "install"]:
-                assert "pip" not in argv, f"RUN {' '.join(argv)}: install with `pip install`"
-                continue
-            words = iter(argv[2:])
-            for word in words:
-                if word == "-r":
-                    pins |= read_requirements(self.copies[workdir / next(words)])
-                elif not word.startswith("-"):
-                    pins.add(normalise(word))
-        return pins
+    def pip(self, verb: str) -> list[list[str]]:
+        """The arguments of every ``pip VERB`` command, options included."""
+        return [argv[2:] for argv in self.commands if argv[:2] == ["pip", verb]]
 
 
 @pytest.fixture(scope="module")
@@ -562,25 +618,91 @@ def image_build(services) -> dict:
     build = services["locust-master"]["build"]
     context = (REPO / build["context"]).resolve()
     arguments, stages = dockerfile_stages(context / build["dockerfile"])
+    replayed = [Stage(s, context, arguments) for s in stages]
     return {
         "context": context,
-        "stages": [Stage(s, context, arguments) for s in stages],
+        "stages": replayed,
+        "by_name": {stage.name: stage for stage in replayed},
         "build": build,
         "arguments": arguments,
     }
 
 
-def test_the_locust_image_installs_exactly_the_client_requirements(image_build):
+def test_the_wheel_stage_builds_tfsload_from_the_packaged_sources(image_build):
+    wheel = image_build["by_name"]["wheel"]
+    (arguments,) = wheel.pip("wheel")
+    assert "--no-deps" in arguments and arguments[-1] == "."
+    setuptools = tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]
+    packages = {name.rstrip("*") for name in setuptools["packages"]["find"]["include"]}
+    copied = {path.relative_to(wheel.workdir).as_posix() for path in wheel.copies}
+    assert copied == {"pyproject.toml", "README.md"} | packages
+    # The descriptors of TF Serving's API ship inside the package: no stage builds them.
+    assert DESCRIPTORS_PATH.is_relative_to(REPO / "tfsload")
+    assert not any("tfsload.core.protos" in argv for argv in wheel.commands)
+
+
+def installs_the_wheel(stage: Stage) -> list[str]:
+    """``stage`` copies the wheel stage's output and pip installs tfsload's wheel from it with
+    no extras; returns that pip command's arguments."""
+    ((source_stage, _, dest),) = stage.from_stage
+    assert source_stage == "wheel"
+    (arguments,) = [argv for argv in stage.pip("install") if any(".whl" in w for w in argv)]
+    assert [w for w in arguments if not w.startswith("-")] == [f"{dest}/tfsload-*.whl"]
+    return arguments
+
+
+def test_the_tensorflow_stage_installs_the_pins_of_the_standin_extra(image_build, tmp_path):
+    """The pins' layer comes from pyproject.toml alone: its own command, run here on a copy,
+    lists exactly the base and ``standin`` pins; the wheel then goes in without dependencies."""
+    stage = image_build["by_name"]["tensorflow"]
+    (listing,) = [argv for argv in stage.commands if argv[:2] == ["python", "-c"]]
+    shutil.copy(REPO / "pyproject.toml", tmp_path)
+    listed = subprocess.run(
+        [sys.executable, *listing[1:3]], cwd=tmp_path, capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert {normalise(pin) for pin in listed} == pins("standin")
+    assert any(pin.startswith("tensorflow==") for pin in listed)
+    assert listing[3:] == [">", "/tmp/pins.txt"]
+    assert stage.pip("install")[0][-2:] == ["-r", "/tmp/pins.txt"]
+    assert "--no-deps" in installs_the_wheel(stage)
+
+
+def test_the_locust_image_installs_the_base_package_on_its_pinned_locust(image_build):
     final = image_build["stages"][-1]
-    client = read_requirements(REPO / "requirements-client.txt")
-    assert final.pip_installs() == client
-    assert not any(pin.startswith("tensorflow") for pin in client)
-    locust_pin = next(pin for pin in client if pin.startswith("locust=="))
+    assert "--no-deps" not in installs_the_wheel(final)
+    base = pins()
+    assert not any(pin.startswith("tensorflow") for pin in base)
+    locust_pin = next(pin for pin in base if pin.startswith("locust=="))
     assert final.base == f"locustio/locust:{locust_pin.removeprefix('locust==')}"
+    # The official image's working directory, which its user owns: a WORKDIR that made a new
+    # directory would be root's, and Locust's CSV and results could not be written there.
+    assert final.workdir == PurePosixPath("/home/locust")
+
+
+def test_the_standin_stage_keeps_tf_servings_entrypoint_contract(image_build):
+    """The entrypoint path, variables and ports of tensorflow/serving's image; the script passes
+    the container's arguments (the service's flags) on."""
+    stage = image_build["by_name"]["standin"]
+    assert stage.base == "tensorflow"
+    assert stage.entrypoint == ["/usr/bin/tf_serving_entrypoint.sh"]
+    assert stage.env == {"MODEL_NAME": "model", "MODEL_BASE_PATH": "/models"}
+    script = stage.repository_path("/usr/bin/tf_serving_entrypoint.sh")
+    assert os.access(script, os.X_OK)
+    text = script.read_text()
+    assert text.startswith("#!/bin/bash\n")
+    for part in (
+        "exec python -m standin --port=8500 --rest_api_port=8501",
+        '--model_name="${MODEL_NAME}" --model_base_path="${MODEL_BASE_PATH}/${MODEL_NAME}"',
+        '--bind_address=0.0.0.0 "$@"',
+    ):
+        assert part in text
 
 
 def test_every_base_image_is_pinned(image_build):
+    stages = image_build["by_name"]
     for stage in image_build["stages"]:
+        if stage.base in stages:
+            continue  # built on an earlier stage
         assert re.fullmatch(r"[\w./-]+:\d+\.\d+\.\d+[\w.-]*", stage.base), stage.base
 
 
@@ -590,7 +712,8 @@ def test_base_images_are_build_arguments_compose_passes_from_the_environment(
     """Users get the Dockerfile's defaults (the registry images); CI names local ones through
     TFSLOAD_<ARGUMENT> (.ci/docker-engine's images.env)."""
     arguments = image_build["arguments"]
-    assert {stage.base_written for stage in image_build["stages"]} == {
+    stages = image_build["by_name"]
+    assert {s.base_written for s in image_build["stages"] if s.base not in stages} == {
         f"${{{name}}}" for name in arguments
     }
     build = raw_compose["services"]["locust-master"]["build"]
@@ -598,42 +721,50 @@ def test_base_images_are_build_arguments_compose_passes_from_the_environment(
         name: f"${{TFSLOAD_{name}:-{default}}}" for name, default in arguments.items()
     }
     assert raw_compose["services"]["model-export"]["build"]["args"] == build["args"]
+    for name, service in load_yaml(STANDIN_OVERRIDE)["services"].items():
+        assert service["build"]["args"] == build["args"], name
     # BuildKit would fetch a `# syntax=` frontend from the registry; the classic builder is used
     # where there is none.
     dockerfile = (image_build["context"] / build["dockerfile"]).read_text()
     assert not re.search(r"(?m)^#\s*syntax\s*=", dockerfile)
 
 
-def test_the_locust_image_gets_the_descriptors_its_stage_builds(image_build, services):
-    builder, final = image_build["stages"][0], image_build["stages"][-1]
-    ((stage, source, dest),) = final.from_stage
-    assert stage == builder.name
-    built = [
-        workdir / argv[-1]
-        for workdir, argv in builder.runs
-        if argv[:4] == ["python", "-m", "tfsload.core.protos", "build"]
-    ]
-    assert built == [source]
-    # The locustfile imports tfsload from the folder above its own; tfsload/core/protos.py looks for
-    # the descriptors inside that package.
-    locustfile = services["locust-master"]["environment"]["LOCUST_LOCUSTFILE"]
-    package_root = final.at(locustfile).parents[1]
-    assert final.copies[package_root / "tfsload"] == REPO / "tfsload"
-    assert dest == package_root / DESCRIPTORS_PATH.relative_to(REPO).as_posix()
+def test_built_images_are_tagged_with_the_package_version(services):
+    built = {name: s["image"] for name, s in services.items() if "build" in s}
+    built |= {name: s["image"] for name, s in load_yaml(STANDIN_OVERRIDE)["services"].items()}
+    for name, image in built.items():
+        assert image.startswith("tfsload-") and image.endswith(f":{__version__}"), name
 
 
 def test_the_export_service_runs_the_tensorflow_stage(services, image_build):
-    builder = image_build["stages"][0]
+    builder = image_build["by_name"]["tensorflow"]
     export = services["model-export"]
     assert export["build"] == {**image_build["build"], "target": builder.name}
     # Its command runs in the stage's working directory and writes ./models there.
     assert mounts(export)[str(builder.workdir / "models")] == ("./models", "rw")
-    assert builder.pip_installs() == read_requirements(REPO / "requirements.txt")
 
 
 def test_the_build_context_leaves_out_local_state(image_build):
     ignored = set((image_build["context"] / ".dockerignore").read_text().split())
-    assert {".venv", "models", "tfsload/_generated", ".git"} <= ignored
+    assert {".venv", "models", ".git", "build", "*.egg-info"} <= ignored
+
+
+# ---- the stand-in override -------------------------------------------------------------------
+
+
+def test_the_standin_override_gives_the_servers_the_standin_image_and_no_gpu(image_build):
+    """Only the image changes (flags, mounts, ports and healthcheck stay compose.yaml's), and
+    the GPU services' reservations are reset, not merged."""
+    override = with_defaults(load_yaml(STANDIN_OVERRIDE))["services"]
+    assert set(override) == set(TFSERVING)
+    for name, service in override.items():
+        assert service["build"] == {**image_build["build"], "target": "standin"}, name
+        gpu = {"deploy"} if name in GPU_SERVICES else set()
+        assert set(service) == {"build", "image", *gpu}, name
+    text = STANDIN_OVERRIDE.read_text()
+    for name in GPU_SERVICES:
+        block = re.search(rf"(?m)^  {name}:\n((?:    .*\n)*)", text)
+        assert block and "    deploy: !reset {}\n" in block[1], name
 
 
 # ---- what needs Docker -----------------------------------------------------------------------
@@ -649,11 +780,38 @@ def docker_missing(*check: str) -> str | None:
 
 @pytest.mark.parametrize("path", COMPOSE_FILES, ids=lambda p: p.name)
 def test_docker_compose_accepts_the_file(path):
+    """compose.yaml alone; an override file on top of compose.yaml, as it is used."""
     reason = docker_missing("compose", "version")
     if reason:
         pytest.skip(f"{reason}: Compose's own parser cannot run (the schema check above did)")
-    result = run("docker", "compose", "-f", str(path), "--profile", "metrics", "config", "-q")
+    files = ["-f", str(COMPOSE)] + (["-f", str(path)] if path != COMPOSE else [])
+    result = run("docker", "compose", *files, "--profile", "metrics", "config", "-q")
     assert result.returncode == 0, result.stderr
+
+
+def test_docker_compose_merges_the_standin_override_as_intended():
+    """Compose itself merges compose.standin.yaml: the servers get the stand-in image and build,
+    keep compose.yaml's flags, ports, mounts and healthcheck, and reserve no GPU."""
+    reason = docker_missing("compose", "version")
+    if reason:
+        pytest.skip(f"{reason}: Compose's own parser cannot run")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFSLOAD_")}
+    plain, merged = (
+        json.loads(run("docker", "compose", *files, "config", "--format", "json", env=env).stdout)[
+            "services"
+        ]
+        for files in (["-f", str(COMPOSE)], ["-f", str(COMPOSE), "-f", str(STANDIN_OVERRIDE)])
+    )
+    for name, service in merged.items():
+        if name not in TFSERVING:
+            assert service == plain[name], name
+            continue
+        assert service["image"] == f"tfsload-standin:{__version__}", name
+        assert service["build"]["target"] == "standin", name
+        assert "deploy" not in service, name
+        for key in ("command", "ports", "volumes", "healthcheck", "depends_on"):
+            assert service[key] == plain[name][key], (name, key)
+    assert all("deploy" in plain[name] for name in GPU_SERVICES)
 
 
 def test_docker_compose_takes_the_images_and_gpus_from_the_environment(services):
