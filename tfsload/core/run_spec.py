@@ -317,6 +317,13 @@ class Outputs:
     precise_json: str = setting(
         "", "write the precise results to this JSON file", flag="--precise-json", ui=False
     )
+    junit_xml: str = setting(
+        "",
+        "write the verdict to this JUnit XML file for CI: a test case per threshold (the "
+        "measured value in its message), one for failed requests, one for saturation",
+        flag="--junit-xml",
+        ui=False,
+    )
     html: str = setting("", "Locust's HTML report; empty: Locust's --html")
     windows_json: str = setting(
         "",

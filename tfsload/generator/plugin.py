@@ -53,7 +53,7 @@ from tfsload.core import run_spec
 from tfsload.core.errors import ConfigError
 from tfsload.core.run_spec import RunSpec
 from tfsload.core.targets import load_targets
-from tfsload.generator import distributed, results, run_state, users, webui, workload
+from tfsload.generator import distributed, junit, results, run_state, users, webui, workload
 from tfsload.generator.options import add_options, early_targets_file, spec_from_options
 from tfsload.generator.payload import Payload
 from tfsload.generator.precise import PreciseStats
@@ -571,7 +571,11 @@ def _on_quitting(environment, **_kwargs) -> None:
     code = results.exit_code(outcome, spec.checks.fail_on_saturation)
     csv_prefix = getattr(environment.parsed_options, "csv_prefix", None)
     precise_json = spec.outputs.precise_json
-    outputs = [(Path(precise_json) if precise_json else None, results.write_json)]
+    junit_xml = spec.outputs.junit_xml
+    outputs = [
+        (Path(precise_json) if precise_json else None, results.write_json),
+        (Path(junit_xml) if junit_xml else None, junit.write_junit),
+    ]
     if csv_prefix:
         outputs.append((Path(f"{csv_prefix}_precise.csv"), results.write_csv))
     for path, write in outputs:
