@@ -178,14 +178,22 @@ class Session:
         if reason:
             raise SearchStopped(reason)
         address = server.target()
-        shutil.rmtree(step_dir, ignore_errors=True)  # an interrupted step starts afresh
-        step = run_step(
-            self.experiment, cell, address, load, self.rule, step_dir, self.stop_reason, server.pid
-        )
-        if step["status"] == "interrupted":
-            raise SearchStopped(step["reason"])
-        self.steps_run += 1
-        self._report(label, load, step, kept=False)
+        for attempt in (1, 2):
+            shutil.rmtree(step_dir, ignore_errors=True)  # an interrupted step starts afresh
+            step = run_step(
+                self.experiment, cell, address, load, self.rule, step_dir, self.stop_reason,
+                server.pid,
+            )  # fmt: skip
+            if step["status"] == "interrupted":
+                raise SearchStopped(step["reason"])
+            self.steps_run += 1
+            self._report(label, load, step, kept=False)
+            if step["status"] != "failed":
+                break
+            # A step that measured nothing (Locust crashed: grpcio under gevent can abort) is
+            # the generator's accident, not the server's answer: once more before giving up.
+            if attempt == 1:
+                self.progress.message(f"[{label}] {load.describe()}: the step failed; once more")
         return step
 
     def _report(self, label: str, load: StepLoad, step: dict, kept: bool) -> None:
