@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import csv
 import json
+from types import SimpleNamespace
 
 from tfsload.cli import main
 from tfsload.core.serving_config import read_batching
-from tfsload.orchestrate.tuner import Batching, power_of_two_sizes
+from tfsload.orchestrate.experiment import load_experiment
+from tfsload.orchestrate.session import Session
+from tfsload.orchestrate.slo import Bound
+from tfsload.orchestrate.tuner import Batching, Tuning, power_of_two_sizes
 
 
 def test_batching_files_and_sizes_are_what_tf_serving_accepts(tmp_path):
@@ -25,6 +29,83 @@ def test_batching_files_and_sizes_are_what_tf_serving_accepts(tmp_path):
     assert (parsed.num_batch_threads, parsed.max_enqueued_batches) == (2, 2)
     assert parsed.allowed_batch_sizes == (8, 16, 32, 64)
     assert batching.id == "b64-t2000us-n2-q2-a8_16_32_64"
+
+
+class ScriptedTuning(Tuning):
+    """The tuner's decisions against a table of capacities (req/s) instead of servers."""
+
+    def __init__(self, session, capacities: dict[str, float]) -> None:
+        cores = SimpleNamespace(name="sa", cores=2)
+        super().__init__(session, cores, session.experiment.cells[0])
+        self.capacities = capacities
+
+    def search(self, config_id, file):
+        highest = self.capacities.get(config_id, 50.0)
+        result = {"status": "complete", "reason": None, "highest": highest,
+                  "throughput_rps": highest, "p99_ms": 10.0,
+                  "search": {"limited_by": "over", "probes": []}}  # fmt: skip
+        return result, None, None
+
+
+def scripted(tmp_path, capacities: dict[str, float], search: str = "") -> ScriptedTuning:
+    (tmp_path / "models" / "model").mkdir(parents=True)  # never loaded: no server starts
+    experiment = tmp_path / "tune.toml"
+    experiment.write_text(
+        f"""
+protocols = ["rest"]
+[model]
+base_path = "models/model"
+[load]
+users = 4
+[search]
+{search}
+[[targets]]
+name = "sa"
+launch = "standin"
+"""
+    )
+    session = Session(tmp_path / "out", load_experiment(experiment), "tune", Bound(50), 0.05, None)
+    return ScriptedTuning(session, capacities)
+
+
+def test_the_tuner_follows_the_guide_and_keeps_what_carries_more(tmp_path):
+    capacities = {
+        "no-batching": 100, "b8-t25000us-n2-q10": 150, "b16-t25000us-n2-q10": 210,
+        "b32-t25000us-n2-q10": 190, "b64-t25000us-n2-q10": 120, "b128-t25000us-n2-q10": 300,
+        "b16-t0us-n2-q10": 180, "b16-t1000us-n2-q10": 240, "b16-t2000us-n2-q10": 230,
+        "b16-t5000us-n2-q10": 220, "b16-t1000us-n2-q2": 260,
+        "b16-t1000us-n2-q2-a2_4_8_16": 250,
+    }  # fmt: skip
+    tuning = scripted(tmp_path, capacities)
+    tuning.run()
+    ids = [entry["id"] for entry in tuning.tried]
+    # sizes upwards until two in a row fall behind the best (b128 is never reached), then the
+    # timeouts for the best size, 0 included, then the queue and the allowed sizes
+    assert ids == [
+        "no-batching", "b8-t25000us-n2-q10", "b16-t25000us-n2-q10", "b32-t25000us-n2-q10",
+        "b64-t25000us-n2-q10", "b16-t0us-n2-q10", "b16-t1000us-n2-q10", "b16-t2000us-n2-q10",
+        "b16-t5000us-n2-q10", "b16-t1000us-n2-q2", "b16-t1000us-n2-q2-a2_4_8_16",
+    ]  # fmt: skip
+    summary = tuning.summary()
+    assert summary["best"] == "b16-t1000us-n2-q2"  # the allowed sizes carried less: not kept
+    assert summary["batching_pays"] and summary["gain"] == 1.6
+    best = read_batching(str(tmp_path / "out" / summary["best_file"]))
+    assert (best.max_batch_size, best.batch_timeout_micros, best.max_enqueued_batches) == (
+        16,
+        1000,
+        2,
+    )
+
+
+def test_batching_that_carries_no_more_than_the_resolution_does_not_pay(tmp_path):
+    capacities = {"no-batching": 200, "b8-t25000us-n2-q10": 205, "b16-t25000us-n2-q10": 190,
+                  "b32-t25000us-n2-q10": 150}  # fmt: skip
+    tuning = scripted(tmp_path, capacities, "max_batch_sizes = [8, 16, 32]\nextras = false")
+    tuning.run()
+    summary = tuning.summary()
+    assert summary["best"] == "b8-t25000us-n2-q10" and not summary["batching_pays"]
+    comment = (tmp_path / "out" / summary["best_file"]).read_text()
+    assert "Batching does NOT pay here" in comment
 
 
 def test_tune_cut_short_then_resumed_writes_every_file(exported_model, tmp_path, capsys):

@@ -26,6 +26,7 @@ configurations' results, so a resumed tuner replays its kept steps to where it s
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 
 from tfsload.core.files import write_atomic
 from tfsload.orchestrate.capacity import highest_load, search_axis
@@ -117,26 +118,11 @@ class Tuning:
         for done in self.tried:
             if done["id"] == config_id:
                 return done
-        flags: tuple[str, ...] = ()
         file = None
         if batching is not None:
             file = session.out / "batching" / f"{config_id}.cfg"
             write_atomic(file, batching.text())
-            flags = ("--enable_batching", f"--batching_parameters_file={file}")
-        log = session.out / "servers" / f"{self.server.name}-{config_id}.log"
-        on_demand = OnDemand(self.server, flags, log, lambda: session.interrupted)
-        label = f"{self.cell.id} {config_id}"
-        axis = search_axis(session.experiment)
-        leader = self.best()
-        if leader is not None:  # start where the best so far topped out: fewer probes
-            axis = replace(axis, start=leader["result"]["highest"])
-        try:
-            result = highest_load(session, self.cell, on_demand, config_id, label, axis)
-            running = on_demand.running
-            server = running.info.to_dict() if running and running.info else None
-            command = running.command if running else None
-        finally:
-            on_demand.close()
+        result, server, command = self.search(config_id, file)
         entry = {
             "id": config_id,
             "phase": phase,
@@ -151,6 +137,27 @@ class Tuning:
         if result["status"] == "stopped":
             self.stopped = True
         return entry
+
+    def search(self, config_id: str, file: Path | None) -> tuple[dict, dict | None, list | None]:
+        """Start the server with the batching file (None: no batching), search its highest
+        load under the bound, stop it; returns the result, the server's facts, its command."""
+        session = self.session
+        flags = ("--enable_batching", f"--batching_parameters_file={file}") if file else ()
+        log = session.out / "servers" / f"{self.server.name}-{config_id}.log"
+        on_demand = OnDemand(self.server, flags, log, lambda: session.interrupted)
+        label = f"{self.cell.id} {config_id}"
+        axis = search_axis(session.experiment)
+        leader = self.best()
+        if leader is not None:  # start where the best so far topped out: fewer probes
+            axis = replace(axis, start=leader["result"]["highest"])
+        try:
+            result = highest_load(session, self.cell, on_demand, config_id, label, axis)
+            running = on_demand.running
+            server = running.info.to_dict() if running and running.info else None
+            command = running.command if running else None
+        finally:
+            on_demand.close()
+        return result, server, command
 
     def capacity(self, entry: dict | None) -> float:
         """What a configuration carries within the bound: its highest passing rate (offered
