@@ -53,7 +53,7 @@ PREDICT_PATH = "tensorflow.serving.PredictionService/Predict"
 
 PREDICTIONS = json.dumps({"predictions": [[0.3, 0.7]] * 5}).encode()
 NGINX_CONF = """daemon off;
-worker_processes 1;
+worker_processes {workers};
 pid {tmp}/nginx.pid;
 error_log {tmp}/nginx-error.log;
 events {{ worker_connections 4096; }}
@@ -201,6 +201,15 @@ def bare_grpc_loop(target: str, seconds: float) -> None:
 # --- running the cases ------------------------------------------------------------------------
 
 
+def cpu_count(cpus: str) -> int:
+    """How many CPUs a taskset list names: ``0-3,8`` -> 5."""
+    count = 0
+    for part in cpus.split(","):
+        low, _, high = part.partition("-")
+        count += int(high or low) - int(low) + 1
+    return count
+
+
 def pinned(cpus: str, command: list[str]) -> list[str]:
     return ["taskset", "-c", cpus, *command] if shutil.which("taskset") else command
 
@@ -262,11 +271,9 @@ def locust_rate(json_file: Path) -> tuple[float, int, int]:
 
 
 def ours_options() -> list[str]:
-    """Options of tfsload's users for null servers: no metadata to ask, where that exists."""
-    from tfsload.core import run_spec
-
-    flags = {spec_field.metadata["flag"] for _, spec_field in run_spec.option_fields()}
-    return ["--no-metadata"] if "--no-metadata" in flags else []
+    """Options of tfsload's users for null servers: no metadata to ask (the null servers answer
+    only predicts), and the IMDB experiments' answer check, rows of probabilities summing to 1."""
+    return ["--no-metadata", "--check-answers", "probabilities"]
 
 
 def run_locust_case(case: dict, args: argparse.Namespace, work: Path, env: dict) -> dict:
@@ -349,12 +356,17 @@ def start_servers(args: argparse.Namespace, work: Path) -> tuple[list, str, str,
         conf = work / "nginx.conf"
         conf.write_text(
             NGINX_CONF.format(
-                tmp=work, port=rest_port, grpc_port=grpc_port, body=PREDICTIONS.decode()
+                tmp=work,
+                port=rest_port,
+                grpc_port=grpc_port,
+                body=PREDICTIONS.decode(),
+                workers=cpu_count(args.server_cpus),
             )
         )
         command = ["nginx", "-p", str(work), "-e", str(work / "nginx-error.log"), "-c", str(conf)]
         processes.append(subprocess.Popen(pinned(args.server_cpus, command), cwd=REPO))
-        kind = "nginx 1 worker (REST: canned JSON; gRPC: canned answer over HTTP/2)"
+        workers = cpu_count(args.server_cpus)
+        kind = f"nginx, {workers} worker(s) (REST: canned JSON; gRPC: canned answer over HTTP/2)"
     else:
         for flag, port in (("--serve-rest", rest_port), ("--serve-grpc", grpc_port)):
             command = [sys.executable, __file__, flag, str(port)]
@@ -446,23 +458,27 @@ def report_ceiling(args, measured: dict, kind: str) -> None:
           f"{args.server_cpus}: {kind}. Ceilings are medians over the runs where the generator "
           f"was CPU-bound (at least {BOUND_PERCENT}% CPU; a run below that waited for something "
           "else, such as a CPU shared with other work).\n")  # fmt: skip
-    print("| generator | runs | req/s | generator CPU | CPU µs/request | ours/stock | ours/hey |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
+    print("| generator | runs | req/s | generator CPU | CPU µs/request | ours/stock | "
+          "stock/ours CPU per request | ours/hey |")  # fmt: skip
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for key in ("ours-rest", "stock-rest", "hey", "wrk", "ours-grpc", "stock-grpc"):
         if key not in results:
             continue
         runs = results[key]
-        ratios = ["", ""]
+        ratios = ["", "", ""]
         if key.startswith("ours"):
-            stock, ours = ceiling(key.replace("ours", "stock")), ceiling(key)
+            stock_key = key.replace("ours", "stock")
+            stock, ours = ceiling(stock_key), ceiling(key)
             ratios[0] = f"{ours / stock:.2f}" if ours and stock else "-"
+            ours_cpu, stock_cpu = cpu_per_request(runs), cpu_per_request(results[stock_key])
+            ratios[1] = f"{stock_cpu / ours_cpu:.2f}" if ours_cpu and stock_cpu else "-"
             if key == "ours-rest" and ceiling("hey"):
-                ratios[1] = f"{ours / ceiling('hey'):.2f}" if ours else "-"
+                ratios[2] = f"{ours / ceiling('hey'):.2f}" if ours else "-"
         cpu, per_request = median_of(bound(runs), "cpu_percent"), cpu_per_request(runs)
         cpu_text = f"{cpu:.0f}%" if cpu else ""
         per_text = f"{per_request:.0f}" if per_request else ""
         print(f"| {labels[key]} | {len(bound(runs))} of {len(runs)} | {ceiling(key) or 0:,.0f} | "
-              f"{cpu_text} | {per_text} | {ratios[0]} | {ratios[1]} |")  # fmt: skip
+              f"{cpu_text} | {per_text} | {' | '.join(ratios)} |")  # fmt: skip
     print("\nOne request in flight (medians over all rounds):\n")
     print("| generator | runs | p50 µs | req/s |")
     print("|---|---:|---:|---:|")

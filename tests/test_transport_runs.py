@@ -212,27 +212,23 @@ def test_grpc_over_tls_is_refused_without_the_right_name_or_client_certificate(
     assert not server.metadata or missing == "--grpc-client-cert"  # no call got through
 
 
-def test_grpc_deadlines_fail_calls_and_a_stopping_run_cancels_the_calls_in_flight(
-    tmp_path, instances
-):
+def test_grpc_deadlines_fail_calls_and_no_call_is_left_running_on_the_server(tmp_path, instances):
+    """Calls past their deadline fail as DEADLINE_EXCEEDED and the server sees each one end
+    (cancelled), the last ones too when the run stops; a user killed mid-call cancels it
+    (tests/test_grpc_transport.py shows that alone)."""
     with grpc_server(predict_reply(PROBABILITIES), hold_s=30) as server:
-        late = run(
+        result = run(
             tmp_path, "GrpcUser", "-H", server.target, "--instances-file", str(instances),
-            "--grpc-timeout", "0.3", "-u", "2", "-r", "2", "-t", "2s",
+            "--grpc-timeout", "1", "-u", "2", "-r", "2", "-t", "3s",
             "--precise-json", str(tmp_path / "out" / "precise.json"),
         )  # fmt: skip
-        assert late["code"] == 1, late["output"][-3000:]
-        (failure,) = late["precise"]["failures"]
-        assert failure["error"] == "DEADLINE_EXCEEDED: Deadline Exceeded"
-        held_before = len(server.metadata)
-        cancelled_before = server.cancelled
-        stopped = run(
-            tmp_path, "GrpcUser", "-H", server.target, "--instances-file", str(instances),
-            "--grpc-timeout", "60", "-u", "2", "-r", "2", "-t", "2s",
-        )  # fmt: skip
-        assert stopped["seconds"] < 30, stopped["output"][-3000:]  # not the 60 s deadline
         deadline = time.monotonic() + 10
-        while server.cancelled - cancelled_before < 2 and time.monotonic() < deadline:
+        while server.cancelled < len(server.metadata) and time.monotonic() < deadline:
             time.sleep(0.05)
-    assert len(server.metadata) - held_before == 2  # each user's one call, held by the server
-    assert server.cancelled - cancelled_before == 2  # and cancelled when the run stopped
+    assert result["code"] == 1, result["output"][-3000:]
+    assert result["seconds"] < 25  # not the server's 30 s
+    (failure,) = result["precise"]["failures"]
+    assert failure["error"] == "DEADLINE_EXCEEDED: Deadline Exceeded"
+    assert failure["occurrences"] == result["precise"]["total"]["count"] >= 2
+    assert len(server.metadata) >= failure["occurrences"]
+    assert server.cancelled == len(server.metadata)  # none still held by the server

@@ -20,8 +20,10 @@ call, so the server sees the cancellation as it would from any client.
 
 from __future__ import annotations
 
+import atexit
 import collections
 import time
+import weakref
 from dataclasses import dataclass
 
 import gevent
@@ -151,31 +153,28 @@ class _Hub:
             waiter, event = finished.popleft()
             waiter.switch(event)
 
-    def poll(self, channel: cygrpc.Channel) -> None:
-        """Run on a channel's thread until the channel closes."""
-        finished, watcher = self.finished, self.watcher
-        complete = cygrpc.CompletionType.operation_complete
-        timeout = cygrpc.CompletionType.queue_timeout
-        while True:
-            try:
-                event = channel.next_call_event()
-            except ValueError:  # the channel was closed
-                return
-            kind = event.completion_type
-            if kind == complete:
-                finished.append((event.tag, event))
-                watcher.send()
-            elif kind != timeout:
-                return
-
 
 _hub: _Hub | None = None
-# A real thread even where Locust has monkey-patched threading into greenlets: the poll blocks.
+# Real threads and locks even where Locust has monkey-patched threading into greenlets: the
+# poll blocks its thread, and closing waits for it to return.
 _start_thread = gevent.monkey.get_original("_thread", "start_new_thread")
+_allocate_lock = gevent.monkey.get_original("_thread", "allocate_lock")
+_open_connections: weakref.WeakSet = weakref.WeakSet()
+STOP_WAIT_S = 5.0
+
+
+class _Stop:
+    """The tag of the call that wakes a channel's thread to stop polling."""
 
 
 class GrpcConnection:
-    """The channel one user class shares in this process, and its predict call."""
+    """The channel one user class shares in this process, its thread and its calls.
+
+    grpcio's core must not destroy a completion queue that a thread is polling, so closing is
+    in order: the last user stops, the thread sees every call started on the channel finish,
+    then a call that never leaves the process (no metadata sent, cancelled at once) wakes it a
+    last time and it returns; only then is the channel closed.
+    """
 
     def __init__(self, settings: GrpcSettings) -> None:
         self.settings = settings
@@ -183,6 +182,8 @@ class GrpcConnection:
         self.channel: grpc.Channel | None = None
         self.core: cygrpc.Channel | None = None
         self.method = protos.PREDICT_METHOD.encode()
+        self.started = 0  # calls started on the open channel (by this process's hub thread)
+        self.polling = _allocate_lock()  # held while the channel's thread polls
 
     def acquire(self) -> None:
         """A user starts: open the channel if it is the first (after any fork)."""
@@ -192,15 +193,52 @@ class GrpcConnection:
         if self.channel is None:
             self.channel = open_channel(self.settings)
             self.core = self.channel._channel
-            _start_thread(_hub.poll, (self.core,))
+            self.started = 0
+            self.polling.acquire()
+            _start_thread(self._poll, (self.core, _hub))
+            _open_connections.add(self)
         self.users += 1
 
     def release(self) -> None:
-        """A user stops: close the channel after the last one (which ends its thread)."""
+        """A user stops: close the channel after the last one."""
         self.users -= 1
-        if self.users <= 0 and self.channel is not None:
+        if self.users <= 0:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the channel's thread, then close the channel (see the class's docstring)."""
+        if self.channel is None:
+            return
+        wake = self.core.integrated_call(
+            0, self.method, None, None, None, None,
+            (((cygrpc.ReceiveStatusOnClientOperation(0),), _Stop()),), None, None,
+        )  # fmt: skip
+        wake.cancel(cygrpc.StatusCode.cancelled, "closing")
+        if self.polling.acquire(timeout=STOP_WAIT_S):  # blocks the hub: the calls were cancelled
+            self.polling.release()
             self.channel.close()
-            self.channel = self.core = None
+        self.channel = self.core = None
+        _open_connections.discard(self)
+
+    def _poll(self, core: cygrpc.Channel, hub: _Hub) -> None:
+        """The channel's thread: hand each finished call to its greenlet until told to stop
+        and every call started has finished."""
+        finished, watcher = hub.finished, hub.watcher
+        complete = cygrpc.CompletionType.operation_complete
+        done, stopping = 0, False
+        try:
+            while not (stopping and done >= self.started):
+                event = core.next_call_event()
+                if event.completion_type != complete:
+                    continue
+                if type(event.tag) is _Stop:
+                    stopping = True
+                    continue
+                done += 1
+                finished.append((event.tag, event))
+                watcher.send()
+        finally:
+            self.polling.release()
 
     def call(self, request: bytes, method: bytes | None = None) -> bytes:
         """One call (Predict unless ``method`` names another) with the run's deadline and
@@ -217,6 +255,7 @@ class GrpcConnection:
         )
         deadline = time.time() + s.timeout_s
         name = method or self.method
+        self.started += 1
         call = self.core.integrated_call(
             0, name, None, deadline, s.metadata, None, ((operations, waiter),), None, None
         )
@@ -237,3 +276,10 @@ class GrpcConnection:
         if reply is None:
             raise CallFailed("INTERNAL", "OK status without an answer")
         return reply
+
+
+@atexit.register
+def _close_at_exit() -> None:
+    """Stop the channels' threads before the interpreter destroys what they poll."""
+    for connection in list(_open_connections):
+        connection.close()
