@@ -181,6 +181,11 @@ def run_step(
         process.kill()
         process.wait()
         raise
+    if stopped_for is None:  # Locust ended by itself (its time limit, or a crash)
+        document = read_windows(step_dir / "windows.json")
+        windows = document["windows"] if document else windows
+        tail = stable_tail(windows, rule)
+        stopped_for = "Locust exited"
     record = _record(load, rule, step_dir, process.returncode, windows, tail, stopped_for)
     record["cpu"] = cpu.finish()
     record["wall_time_s"] = round(time.monotonic() - started, 3)
@@ -215,6 +220,7 @@ def _record(
         "stable": tail is not None,
         "windows": [brief(w) for w in windows],
         "judged_from": len(windows) - len(judged),
+        "ended": stopped_for,
         "figures": figures(judged),
         "arrival": precise["arrival"],
         "generator": precise["generator"],
