@@ -39,7 +39,7 @@ class ScriptedTuning(Tuning):
         super().__init__(session, cores, session.experiment.cells[0])
         self.capacities = capacities
 
-    def search(self, config_id, file):
+    def search(self, config_id, file, start=None):
         highest = self.capacities.get(config_id, 50.0)
         result = {"status": "complete", "reason": None, "highest": highest,
                   "throughput_rps": highest, "p99_ms": 10.0,
@@ -75,6 +75,7 @@ def test_the_tuner_follows_the_guide_and_keeps_what_carries_more(tmp_path):
         "b16-t0us-n2-q10": 180, "b16-t1000us-n2-q10": 240, "b16-t2000us-n2-q10": 230,
         "b16-t5000us-n2-q10": 220, "b16-t1000us-n2-q2": 260,
         "b16-t1000us-n2-q2-a2_4_8_16": 250,
+        "no-batching-again": 90, "b16-t1000us-n2-q2-again": 250,
     }  # fmt: skip
     tuning = scripted(tmp_path, capacities)
     tuning.run()
@@ -85,10 +86,13 @@ def test_the_tuner_follows_the_guide_and_keeps_what_carries_more(tmp_path):
         "no-batching", "b8-t25000us-n2-q10", "b16-t25000us-n2-q10", "b32-t25000us-n2-q10",
         "b64-t25000us-n2-q10", "b16-t0us-n2-q10", "b16-t1000us-n2-q10", "b16-t2000us-n2-q10",
         "b16-t5000us-n2-q10", "b16-t1000us-n2-q2", "b16-t1000us-n2-q2-a2_4_8_16",
+        "no-batching-again", "b16-t1000us-n2-q2-again",  # confirmed back to back
     ]  # fmt: skip
     summary = tuning.summary()
     assert summary["best"] == "b16-t1000us-n2-q2"  # the allowed sizes carried less: not kept
-    assert summary["batching_pays"] and summary["gain"] == 1.6
+    assert summary["confirmed"] and summary["first_pass"]["best_capacity"] == 260
+    assert (summary["baseline_capacity"], summary["best_capacity"]) == (90, 250)
+    assert summary["batching_pays"] and summary["gain"] == round(250 / 90 - 1, 4)
     best = read_batching(str(tmp_path / "out" / summary["best_file"]))
     assert (best.max_batch_size, best.batch_timeout_micros, best.max_enqueued_batches) == (
         16,
@@ -99,7 +103,8 @@ def test_the_tuner_follows_the_guide_and_keeps_what_carries_more(tmp_path):
 
 def test_batching_that_carries_no_more_than_the_resolution_does_not_pay(tmp_path):
     capacities = {"no-batching": 200, "b8-t25000us-n2-q10": 205, "b16-t25000us-n2-q10": 190,
-                  "b32-t25000us-n2-q10": 150}  # fmt: skip
+                  "b32-t25000us-n2-q10": 150, "no-batching-again": 195,
+                  "b8-t25000us-n2-q10-again": 200}  # fmt: skip
     tuning = scripted(tmp_path, capacities, "max_batch_sizes = [8, 16, 32]\nextras = false")
     tuning.run()
     summary = tuning.summary()
@@ -153,19 +158,22 @@ flags = ["--rest_api_num_threads=32", "--enable_batching"]
     (tuning,) = record["results"]
     ids = [c["id"] for c in tuning["configurations"]]
     cores = tuning["cores"]
-    # the baseline, the max_batch_size scan with half the bound as timeout, the timeout scan
-    assert ids == ["no-batching", f"b8-t250000us-n{cores}-q10", f"b8-t0us-n{cores}-q10"]
-    assert tuning["baseline"] == "no-batching" and tuning["best"] in ids[1:]
+    # the baseline, the max_batch_size scan with half the bound as timeout, the timeout scan,
+    # then no batching and the best again, back to back
+    assert ids[:3] == ["no-batching", f"b8-t250000us-n{cores}-q10", f"b8-t0us-n{cores}-q10"]
+    assert ids[3:] == ["no-batching-again", tuning["best"] + "-again"]
+    assert tuning["baseline"] == "no-batching" and tuning["best"] in ids[1:3]
     for config in tuning["configurations"]:
-        assert config["result"]["status"] == "complete"
+        assert config["result"]["status"] == "complete", config["result"]["reason"]
         assert config["result"]["highest"] is not None  # 25 req/s of one row: any set-up keeps it
         assert config["server"]["kind"] == "standin"
         if config["batching"]:
             assert read_batching(str(out / config["file"])).max_batch_size == 8
     # the target's own --enable_batching was dropped for the baseline, its other flags kept
     commands = [c["command"] for c in tuning["configurations"]]
-    assert "--enable_batching" not in commands[0] and "--rest_api_num_threads=32" in commands[0]
-    assert all("--enable_batching" in command for command in commands[1:])
+    for command in (commands[0], commands[3]):
+        assert "--enable_batching" not in command and "--rest_api_num_threads=32" in command
+    assert all("--enable_batching" in command for command in (*commands[1:3], commands[4]))
 
     best = read_batching(str(out / tuning["best_file"]))
     assert best.max_batch_size == 8 and best.num_batch_threads == cores

@@ -12,7 +12,10 @@ the order TF Serving's batching guide (tensorflow_serving/batching/README.md) tu
 3. the best size with ``batch_timeout_micros`` scanned (0 included), to rein in the tail;
 4. with ``extras``: the best so far with ``max_enqueued_batches`` = ``num_batch_threads`` (the
    guide's advice for online serving), then with ``allowed_batch_sizes`` (powers of two up to
-   ``max_batch_size``); each is kept only if it carries more.
+   ``max_batch_size``); each is kept only if it carries more;
+5. confirmation: no batching and the best configuration measured again, one right after the
+   other. The scan measured them minutes apart, and a shared machine's load changes in
+   minutes; the verdict on batching rests on this back-to-back pair (the report gives both).
 
 The best configuration is the one that carries the most: the highest Poisson rate within the
 bound (on the ``users`` axis: the most req/s at its highest passing concurrency), the lower p99
@@ -35,6 +38,8 @@ from tfsload.orchestrate.restart import OnDemand, Restartable, restartable
 from tfsload.orchestrate.session import Session
 
 NO_BATCHING = "no-batching"
+CONFIRM = "confirm"
+AGAIN = "-again"
 TF_SERVING_QUEUE = 10  # TF Serving's default max_enqueued_batches
 
 
@@ -110,24 +115,30 @@ class Tuning:
 
     # -- measuring one configuration ---------------------------------------------------------
     def measure(self, batching: Batching | None, phase: str) -> dict | None:
-        """The configuration's highest load under the bound (None once the search stops)."""
+        """The configuration's highest load under the bound (None once the search stops); in
+        the confirmation phase, measured a second time."""
         if self.stopped:
             return None
         session = self.session
-        config_id = batching.id if batching else NO_BATCHING
+        base_id = batching.id if batching else NO_BATCHING
+        again = phase == CONFIRM
+        config_id = base_id + (AGAIN if again else "")
         for done in self.tried:
             if done["id"] == config_id:
                 return done
         file = None
         if batching is not None:
-            file = session.out / "batching" / f"{config_id}.cfg"
+            file = session.out / "batching" / f"{base_id}.cfg"
             write_atomic(file, batching.text())
-        result, server, command = self.search(config_id, file)
+        first = next((e for e in self.tried if e["id"] == base_id), None) if again else None
+        start = first["result"].get("highest") if first else None
+        result, server, command = self.search(config_id, file, start)
+        label = batching.label() if batching else "no batching"
         entry = {
             "id": config_id,
             "phase": phase,
             "batching": batching.to_dict() if batching else None,
-            "label": batching.label() if batching else "no batching",
+            "label": label + (" (again)" if again else ""),
             "file": str(file.relative_to(session.out)) if file else None,
             "server": server or self.before.get(config_id, {}).get("server"),
             "command": command or self.before.get(config_id, {}).get("command"),
@@ -138,9 +149,12 @@ class Tuning:
             self.stopped = True
         return entry
 
-    def search(self, config_id: str, file: Path | None) -> tuple[dict, dict | None, list | None]:
+    def search(
+        self, config_id: str, file: Path | None, start: float | None = None
+    ) -> tuple[dict, dict | None, list | None]:
         """Start the server with the batching file (None: no batching), search its highest
-        load under the bound, stop it; returns the result, the server's facts, its command."""
+        load under the bound (from ``start``, else where the best so far topped out), stop it;
+        returns the result, the server's facts, its command."""
         session = self.session
         flags = ("--enable_batching", f"--batching_parameters_file={file}") if file else ()
         log = session.out / "servers" / f"{self.server.name}-{config_id}.log"
@@ -148,8 +162,9 @@ class Tuning:
         label = f"{self.cell.id} {config_id}"
         axis = search_axis(session.experiment)
         leader = self.best()
-        if leader is not None:  # start where the best so far topped out: fewer probes
-            axis = replace(axis, start=leader["result"]["highest"])
+        start = start or (leader["result"]["highest"] if leader else None)
+        if start:  # start near the answer: fewer probes
+            axis = replace(axis, start=start)
         try:
             result = highest_load(session, self.cell, on_demand, config_id, label, axis)
             running = on_demand.running
@@ -170,13 +185,22 @@ class Tuning:
         return entry["result"]["highest"]
 
     def best(self, batching_only: bool = False) -> dict | None:
-        candidates = [e for e in self.tried if e["batching"] or not batching_only]
+        """The configuration that carries the most (confirmations aside)."""
+        candidates = [e for e in self.tried if e["phase"] != CONFIRM]
+        candidates = [e for e in candidates if e["batching"] or not batching_only]
         candidates = [e for e in candidates if self.capacity(e) > 0]
         return max(candidates, key=lambda e: (self.capacity(e), -e["result"]["p99_ms"]),
                    default=None)  # fmt: skip
 
     # -- the guide's phases ------------------------------------------------------------------
     def run(self) -> None:
+        self.scan()
+        best = self.best(batching_only=True)
+        if best is not None and not self.stopped:
+            self.measure(None, CONFIRM)
+            self.measure(batching_of(best), CONFIRM)
+
+    def scan(self) -> None:
         session = self.session
         search = session.experiment.search
         threads = search.batch_threads or self.server.cores
@@ -205,25 +229,27 @@ class Tuning:
                 return
         if not search.extras:
             return
-        leader = self.best(batching_only=True)
-        base = Batching(**{**leader["batching"], "allowed_batch_sizes": ()})
+        base = replace(batching_of(self.best(batching_only=True)), allowed_batch_sizes=())
         self.measure(replace(base, max_enqueued_batches=threads), "max_enqueued_batches")
-        leader = self.best(batching_only=True)
-        base = Batching(**{**leader["batching"], "allowed_batch_sizes": ()})
+        base = replace(batching_of(self.best(batching_only=True)), allowed_batch_sizes=())
         sizes = power_of_two_sizes(base.max_batch_size)
         self.measure(replace(base, allowed_batch_sizes=sizes), "allowed_batch_sizes")
 
     # -- the outcome -------------------------------------------------------------------------
     def summary(self) -> dict:
-        """The cell's tuning result: every configuration, the best, the verdict on batching."""
-        baseline = next((e for e in self.tried if e["id"] == NO_BATCHING), None)
+        """The cell's tuning result: every configuration, the best, the verdict on batching
+        (from the confirmation pair when it was measured, else from the scan)."""
+        by_id = {e["id"]: e for e in self.tried}
+        baseline = by_id.get(NO_BATCHING)
         best = self.best(batching_only=True)
-        base_cap, best_cap = self.capacity(baseline), self.capacity(best)
+        first = [self.capacity(baseline), self.capacity(best)]
+        pair = [by_id.get(NO_BATCHING + AGAIN), by_id.get(best["id"] + AGAIN) if best else None]
+        confirmed = all(e and e["result"]["status"] == "complete" for e in pair)
+        judged = pair if confirmed else [baseline, best]
+        base_cap, best_cap = (self.capacity(e) for e in judged)
         gain = best_cap / base_cap - 1 if base_cap and best_cap else None
         pays = best_cap > base_cap * (1 + self.session.resolution) if best else False
-        at_maximum = [
-            e["result"]["search"]["limited_by"] == "maximum" for e in (best, baseline) if e
-        ]
+        at_maximum = [e["result"]["search"]["limited_by"] == "maximum" for e in judged if e]
         result = {
             "cell": self.cell.id,
             "target": self.cell.target.name,
@@ -237,6 +263,11 @@ class Tuning:
             "capacity_unit": "req/s" if session_axis(self.session) == "users" else "req/s offered",
             "baseline_capacity": base_cap or None,
             "best_capacity": best_cap or None,
+            "confirmed": confirmed,
+            "first_pass": {
+                "baseline_capacity": first[0] or None,
+                "best_capacity": first[1] or None,
+            },
             "gain": round(gain, 4) if gain is not None else None,
             "batching_pays": pays,
             # offered rates capped alike say nothing; measured req/s at capped users still do
@@ -244,18 +275,16 @@ class Tuning:
             "complete": not self.stopped,
         }
         if best is not None:
-            result["best_file"] = self._write_best(best, base_cap, pays)
+            result["best_file"] = self._write_best(best, base_cap, best_cap, pays)
         return result
 
-    def _write_best(self, best: dict, base_cap: float, pays: bool) -> str:
+    def _write_best(self, best: dict, base_cap: float, best_cap: float, pays: bool) -> str:
         session = self.session
-        batching = Batching(**{**best["batching"], "allowed_batch_sizes": tuple(
-            best["batching"]["allowed_batch_sizes"]
-        )})  # fmt: skip
+        batching = batching_of(best)
         result = best["result"]
         unit = "users" if session_axis(session) == "users" else "req/s offered"
         verdict = (
-            f"{self.capacity(best):,.1f} req/s against {base_cap:,.1f} without batching"
+            f"{best_cap:,.1f} req/s against {base_cap:,.1f} without batching"
             if base_cap
             else "no batching met the bound at any load tried"
         )
@@ -270,6 +299,12 @@ class Tuning:
         name = f"best-batching-{self.cell.id}.cfg"
         write_atomic(session.out / name, batching.text(comment))
         return name
+
+
+def batching_of(entry: dict) -> Batching:
+    """The parameters of a configuration tried (an entry of ``Tuning.tried``)."""
+    values = entry["batching"]
+    return Batching(**{**values, "allowed_batch_sizes": tuple(values["allowed_batch_sizes"])})
 
 
 def session_axis(session: Session) -> str:

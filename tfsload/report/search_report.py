@@ -105,15 +105,26 @@ def _percent(value: float | None) -> str:
 
 def tune_answer(tuning: dict, resolution: float) -> str:
     """By how much the best batching configuration beats no batching, or that it does not pay,
-    or that the search's maximum load hid the difference."""
+    or that the search's maximum load hid the difference; from the back-to-back confirmation
+    when there is one, with the scan's own figures beside it."""
     configs = {c["id"]: c for c in tuning["configurations"]}
     best = configs.get(tuning["best"]) if tuning["best"] else None
     base_cap, best_cap = tuning.get("baseline_capacity"), tuning.get("best_capacity")
     unit = tuning.get("capacity_unit", "req/s")
     name = tuning["cell"]
     cut = "" if tuning["complete"] else " (the tuning was stopped before it finished)"
+    first = tuning.get("first_pass") or {}
+    if tuning.get("confirmed") and first.get("baseline_capacity") and first.get("best_capacity"):
+        when = (
+            f" (measured again back to back; in the scan {first['best_capacity']:,.1f} against "
+            f"{first['baseline_capacity']:,.1f})"
+        )
+    else:
+        when = " (from the scan; not confirmed back to back)"
+    if best is None and not tuning["complete"]:
+        return f"{name}: no batching configuration kept the bound before the tuning stopped"
     if best is None:
-        return f"{name}: no batching configuration kept the bound at any load tried{cut}"
+        return f"{name}: no batching configuration kept the bound at any load tried"
     if not base_cap:
         return (
             f"{name}: best batching {best['label']} carried {best_cap:,.1f} {unit} within the "
@@ -129,14 +140,14 @@ def tune_answer(tuning: dict, resolution: float) -> str:
     if tuning["batching_pays"]:
         return (
             f"{name}: batching pays: {best['label']} carried {best_cap:,.1f} {unit} within the "
-            f"bound, {gain:+.0%} against {base_cap:,.1f} without batching "
+            f"bound, {gain:+.0%} against {base_cap:,.1f} without batching{when} "
             f"(file: {tuning['best_file']}){cut}"
         )
     return (
         f"{name}: batching does NOT pay for this model and load: the best batching "
         f"configuration ({best['label']}) carried {best_cap:,.1f} {unit} against "
         f"{base_cap:,.1f} without batching ({gain:+.0%}, not beyond the search's "
-        f"{resolution:.0%} resolution){cut}"
+        f"{resolution:.0%} resolution){when}{cut}"
     )
 
 
