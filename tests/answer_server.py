@@ -35,6 +35,7 @@ class AnswerServer:
     rest_url: str
     grpc_target: str
     predicts: collections.Counter  # predict calls answered, by protocol
+    metadata_asks: list  # (protocol, headers or gRPC metadata as a dict) of each metadata call
 
 
 def signature_defs(signature: Signature):
@@ -66,6 +67,7 @@ def answer_server(
     messages = protos.load()
     defs = signature_defs(signature)
     predicts: collections.Counter = collections.Counter()
+    asks: list = []
 
     class Rest(BaseHTTPRequestHandler):
         def log_message(self, *args) -> None:  # quiet
@@ -80,6 +82,7 @@ def answer_server(
             self.wfile.write(body)
 
         def do_GET(self) -> None:
+            asks.append(("rest", {k.lower(): v for k, v in self.headers.items()}))
             if metadata and self.path.endswith("/metadata"):
                 section = json_format.MessageToDict(defs, preserving_proto_field_name=True)
                 self._send(
@@ -118,6 +121,7 @@ def answer_server(
         return response.SerializeToString()
 
     def get_metadata(_request: bytes, context) -> bytes:
+        asks.append(("grpc", dict(context.invocation_metadata())))
         if not metadata:
             context.abort(grpc.StatusCode.UNIMPLEMENTED, "Method not found!")
         response = messages.GetModelMetadataResponse()
@@ -141,7 +145,9 @@ def answer_server(
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
     try:
-        yield AnswerServer(f"http://127.0.0.1:{http.server_port}", f"127.0.0.1:{port}", predicts)
+        yield AnswerServer(
+            f"http://127.0.0.1:{http.server_port}", f"127.0.0.1:{port}", predicts, asks
+        )
     finally:
         server.stop(grace=None)
         http.shutdown()

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from tests.answer_server import answer_server
+from tests.conftest import run_cli
 from tests.model_zoo import BUILDERS
 from tests.standin_process import start_standin
 from tests.test_locust_runs import (
@@ -67,16 +68,29 @@ FORMS = {
 
 
 @pytest.fixture(scope="module")
-def zoo(tmp_path_factory):
-    """Each model of tests/model_zoo.py, served by its own stand-in once a test asks for it."""
+def zoo_model(tmp_path_factory):
+    """The base path of a model of tests/model_zoo.py, built once a test asks for it."""
     base = tmp_path_factory.mktemp("zoo")
+    paths = {}
+
+    def build(name: str) -> Path:
+        if name not in paths:
+            paths[name] = BUILDERS[name](base)
+        return paths[name]
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def zoo(zoo_model):
+    """Each model of tests/model_zoo.py, served by its own stand-in once a test asks for it."""
     servers = {}
     with contextlib.ExitStack() as stack:
 
         def serve(name: str):
             if name not in servers:
-                path = BUILDERS[name](base)
-                servers[name] = stack.enter_context(start_standin(path, model_name=name))
+                server = start_standin(zoo_model(name), model_name=name)
+                servers[name] = stack.enter_context(server)
             return servers[name]
 
         yield serve
@@ -244,23 +258,21 @@ WRONG = [
 
 
 def test_answers_of_the_wrong_shape_dtype_or_rows_are_failures_naming_the_output(tmp_path):
-    # Each protocol's answers cycle through the wrong kinds, so every user meets each of them.
+    # Each protocol's answers cycle through the wrong kinds: 12 requests meet each kind 3 times.
     kinds = {protocol: itertools.cycle(w[0] for w in WRONG) for protocol in ("rest", "grpc")}
     path = write_instances(tmp_path, "instances.json", REGRESSION_ROWS)
     with answer_server(TWO_OUTPUTS, lambda rows, protocol: next(kinds[protocol])(rows)) as server:
-        run = run_locust(
-            tmp_path, "RestUser", "GrpcUser", "--rest-host", server.rest_url, "--grpc-host",
-            server.grpc_target, "--instances-file", str(path), "-u", "2", "-r", "2",
-            "-t", "120s", "--request-count", "80",
-        )  # fmt: skip
-    assert run.code == 1, run.stderr[-3000:]
-    assert_counts_agree(run)
-    assert run.failures() == run.count() == 80
-    causes = {(f["name"], f["error"]) for f in run.precise["failures"]}
-    assert causes == {
-        (user, f"invalid response: {wrong[index]}")
-        for wrong in WRONG for index, user in ((1, "rest"), (2, "grpc"))
-    }  # fmt: skip
+        for index, user, address in ((1, "RestUser", server.rest_url),
+                                     (2, "GrpcUser", server.grpc_target)):  # fmt: skip
+            run = run_locust(
+                tmp_path, user, "-H", address, "--instances-file", str(path), "-u", "1",
+                "-r", "1", "-t", "120s", "--request-count", "12",
+            )  # fmt: skip
+            assert run.code == 1, run.stderr[-3000:]
+            assert_counts_agree(run)
+            assert run.failures() == run.count() == 12
+            failures = {f["error"]: f["occurrences"] for f in run.precise["failures"]}
+            assert failures == {f"invalid response: {wrong[index]}": 3 for wrong in WRONG}
 
 
 def test_a_server_without_metadata_gets_the_instances_as_written(tmp_path):
@@ -284,3 +296,63 @@ def test_a_server_without_metadata_gets_the_instances_as_written(tmp_path):
     assert generated.code == 2
     (line,) = tfsload_lines(generated.stderr)
     assert "--generate-instances: needs the model's signature" in line
+
+
+def test_the_metadata_call_carries_the_runs_headers_and_asks_rest_first(tmp_path):
+    path = write_instances(tmp_path, "instances.json", REGRESSION_ROWS)
+    header = ["--header", "X-Api-Key: ${TFSLOAD_TEST_KEY}"]
+    env_key = {"TFSLOAD_TEST_KEY": "s3cret-value"}
+    with answer_server(TWO_OUTPUTS, right) as server:
+        for users in (["GrpcUser", "-H", server.grpc_target],
+                      ["RestUser", "GrpcUser", "--rest-host", server.rest_url,
+                       "--grpc-host", server.grpc_target]):  # fmt: skip
+            done = subprocess.run(
+                locust_command(
+                    "--headless", *users, "--instances-file", str(path), *header,
+                    "-u", "2", "-r", "2", "-t", "30s", "--request-count", "10",
+                ),
+                cwd=tmp_path, env={**clean_env(), **env_key}, stdin=subprocess.DEVNULL,
+                capture_output=True, text=True, timeout=120,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr[-3000:]
+            assert "s3cret-value" not in done.stdout + done.stderr
+    # GrpcUser alone asks over gRPC; with a REST class too, REST answers first and is enough.
+    assert [protocol for protocol, _ in server.metadata_asks] == ["grpc", "rest"]
+    assert all(asked.get("x-api-key") == "s3cret-value" for _, asked in server.metadata_asks)
+
+
+def test_an_experiment_runs_a_model_from_its_signature_alone(tmp_path, zoo_model):
+    """`tfsload run` with [model] generate_instances: nothing but the model's name and path."""
+    model_dir = zoo_model("ints")
+    experiment = tmp_path / "ints.toml"
+    experiment.write_text(f"""name = "ints"
+protocols = ["rest", "grpc"]
+[model]
+name = "ints"
+base_path = "{model_dir}"
+generate_instances = 3
+int_max = 50
+check_answers = "probabilities"
+[load]
+users = 2
+requests = 30
+max_duration = "2m"
+[thresholds]
+fail_ratio = 0
+[[targets]]
+name = "standin"
+label = "stand-in"
+launch = "standin"
+""")
+    done = run_cli("-m", "tfsload", "run", str(experiment), "--out", str(tmp_path / "out"),
+                   timeout=400)  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for protocol in ("rest", "grpc"):
+        cell = tmp_path / "out" / "cells" / f"standin-{protocol}"
+        spec = json.loads((cell / "run-spec.json").read_text())
+        assert spec["workload"]["generate_instances"] == 3
+        precise = json.loads((cell / "precise.json").read_text())
+        assert precise["total"]["count"] == 30 and precise["total"]["failures"] == 0
+        assert precise["total"]["rows_per_s"] == pytest.approx(3 * precise["total"]["rps"], 0.01)
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["model"]["rows_per_request"] == 3

@@ -71,7 +71,7 @@ def sent(request, name: str) -> np.ndarray:
     tensor = grpc_message(request).inputs[name]
     shape = tuple(d.size for d in tensor.tensor_shape.dim)
     dtype = protos.load().TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
-    values = tensor_values(tensor, dtype.values_by_number[tensor.dtype].name)
+    values = tensor_values(tensor, dtype.values_by_number[tensor.dtype].name, shape)
     return np.array(values, dtype=object).reshape(shape)
 
 
@@ -240,6 +240,10 @@ def test_describe_value_walks_nested_lists():
     assert describe_value([[1, 2.5]])[:2] == ("float", (1, 2))
     assert describe_value([{"b64": "AA=="}, "x"])[:2] == ("string", (2,))
     assert describe_value(7) == ("int", (), 7, 7)
+    assert describe_value([[[1, 2]], [[3, 4]]]) == ("int", (2, 1, 2), 1, 4)
+    assert describe_value([[True], [False]])[:2] == ("bool", (2, 1))
+    with pytest.raises(ValueError, match=r"item 1 has shape \[1, 1\], item 0 \[1, 2\]"):
+        describe_value([[[1, 2]], [[3]]])
 
 
 # --- instances against the signature ------------------------------------------------------------

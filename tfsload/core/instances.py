@@ -25,6 +25,7 @@ import base64
 import binascii
 import json
 from dataclasses import dataclass, replace
+from itertools import chain
 from pathlib import Path
 
 from tfsload.core.errors import ConfigError
@@ -89,14 +90,38 @@ def describe_value(value: object) -> tuple[str, tuple[int, ...], int | None, int
 
     Raises ValueError naming what is wrong: an empty or ragged list, ``null``, an object that is
     not ``{"b64": ...}``, or numbers mixed with strings or booleans.
+
+    Answers are judged with this too, so the common case (a regular nest of lists) goes level by
+    level with C-speed set and chain calls; anything irregular is walked item by item, which
+    finds the exact place to name.
     """
+    if type(value) is list and value:
+        shape = [len(value)]
+        level = value
+        while set(map(type, level)) == {list}:
+            widths = set(map(len, level))
+            if len(widths) != 1 or 0 in widths:
+                return _walk(value)
+            shape.extend(widths)
+            level = list(chain.from_iterable(level))
+        types = set(map(type, level))
+        kind = _KINDS.get(types.pop()) if len(types) == 1 else None
+        if kind == "int":
+            return kind, tuple(shape), min(level), max(level)
+        if kind is not None:
+            return kind, tuple(shape), None, None
+    return _walk(value)
+
+
+def _walk(value: object) -> tuple[str, tuple[int, ...], int | None, int | None]:
+    """:func:`describe_value` item by item."""
     if type(value) is not list:
         return (*_scalar_kind(value), *_int_bounds(value))
     if not value:
         raise ValueError("an empty list")
     first = value[0]
     if type(first) is list:
-        parts = [describe_value(item) for item in value]
+        parts = [_walk(item) for item in value]
         kind, inner = parts[0][0], parts[0][1]
         for index, (other_kind, other_shape, _, _) in enumerate(parts):
             if other_shape != inner:

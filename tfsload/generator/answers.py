@@ -245,7 +245,7 @@ class AnswerCheck:
             shape = tuple(dim.size for dim in tensor.tensor_shape.dim)
             values = None
             if tensors.lookup(dtype) is not None:
-                values = tensors.tensor_values(tensor, dtype)
+                values = tensors.tensor_values(tensor, dtype, shape)
                 if values is None:
                     return _invalid(f"output {name!r}: its values do not fill {list(shape)}")
             numbers = values if self._floats(name, dtype) else None

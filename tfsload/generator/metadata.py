@@ -2,9 +2,10 @@
 
 TF Serving answers ``GetModelMetadata`` over gRPC and
 ``GET /v1/models/<name>[/versions/<n>|/labels/<label>]/metadata`` over REST; both carry the
-SavedModel's ``SignatureDefMap``. A load-generating process asks each server its users will
-load, once, before they start, through the same transport settings as its predict calls (TLS,
-headers), and builds its requests and answer checks from the chosen signature. A server that
+SavedModel's ``SignatureDefMap``. A load-generating process asks the servers its users will
+load, once, before they start, until one answers, through the same transport settings as its
+predict calls (TLS, headers), and builds its requests and answer checks from the chosen
+signature. A server that
 gives no metadata (a gateway that does not route it, a server down, an unknown model) leaves
 the run to the instances file, with a warning: the run then measures what happens, failures
 included.
@@ -25,7 +26,6 @@ from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 
 from tfsload.core import headers, protos
-from tfsload.core.errors import ConfigError
 from tfsload.core.run_spec import RunSpec, Workload
 from tfsload.generator.grpc_transport import CallFailed, GrpcConnection
 from tfsload.generator.rest_transport import RestOrigin
@@ -104,16 +104,11 @@ def fetch_rest(origin: RestOrigin, workload: Workload, spec: RunSpec):
 
 
 def learn(targets: list[tuple[str, Endpoint]], spec: RunSpec) -> tuple[Signature | None, list[str]]:
-    """Ask each (protocol, endpoint) for the signature: the first answer, and why the others
-    that gave none did not. Two servers that describe the signature differently are a
-    ConfigError: one set of requests cannot fit both."""
-    found: Signature | None = None
+    """Ask the (protocol, endpoint) pairs in turn until one gives the signature: that answer,
+    and why the ones asked before gave none. One answer is enough: every class of a run sends
+    the same requests, and a server whose model differs shows in its answers' checks."""
     problems: list[str] = []
-    asked: set[str] = set()
     for protocol, endpoint in targets:
-        if endpoint.address in asked:
-            continue
-        asked.add(endpoint.address)
         address = endpoint.address
         source = f"grpc://{address}" if protocol == "grpc" and "://" not in address else address
         try:
@@ -124,12 +119,5 @@ def learn(targets: list[tuple[str, Endpoint]], spec: RunSpec) -> tuple[Signature
         except MetadataUnavailable as exc:
             problems.append(f"{source}: {exc}")
             continue
-        signature = from_signature_defs(defs, spec.workload, source)
-        if found is None:
-            found = signature
-        elif not found.same_tensors(signature):
-            raise ConfigError(
-                f"signature {signature.name!r} differs between {found.source} and "
-                f"{signature.source}: one run's requests cannot fit both"
-            )
-    return found, problems
+        return from_signature_defs(defs, spec.workload, source), problems
+    return None, problems

@@ -38,9 +38,6 @@ class Signature:
     outputs: dict[str, TensorSpec]
     source: str
 
-    def same_tensors(self, other: Signature) -> bool:
-        return (self.inputs, self.outputs) == (other.inputs, other.outputs)
-
 
 def _tensor_spec(info) -> TensorSpec:
     shape = info.tensor_shape

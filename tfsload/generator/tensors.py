@@ -10,6 +10,7 @@ them (it answers UNIMPLEMENTED).
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from dataclasses import dataclass
 
@@ -26,6 +27,10 @@ class DType:
     kind: str  # float, int, bool or string
     field: str
     rest: bool = True  # TF Serving's JSON API converts it
+
+    @functools.cached_property
+    def itemsize(self) -> int:
+        return np.dtype(self.numpy).itemsize
 
 
 DTYPES = {
@@ -125,22 +130,22 @@ def tensor_proto(values, dtype: str = "DT_INT32"):
     return tensor
 
 
+@functools.cache
 def dtype_name(number: int) -> str:
-    """``DT_FLOAT`` for 1, from the loaded descriptors."""
+    """``DT_FLOAT`` for 1, from the loaded descriptors (cached: every answer asks)."""
     enum = protos.load().TensorProto.DESCRIPTOR.fields_by_name["dtype"].enum_type
     value = enum.values_by_number.get(number)
     return value.name if value is not None else f"dtype {number}"
 
 
-def tensor_values(tensor, dtype: str) -> list | None:
-    """The values of an answer's TensorProto as a flat list, or None when they do not match
-    its shape (too few or too many, ``tensor_content`` of the wrong length)."""
+def tensor_values(tensor, dtype: str, shape: tuple[int, ...]) -> list | None:
+    """The values of an answer's TensorProto (of ``shape``) as a flat list, or None when they
+    do not fill it (too few or too many, ``tensor_content`` of the wrong length)."""
     entry = DTYPES[dtype]
-    count = math.prod(dim.size for dim in tensor.tensor_shape.dim)
+    count = math.prod(shape)
     content = tensor.tensor_content
     if content and entry.numpy is not None:
-        size = np.dtype(entry.numpy).itemsize
-        if len(content) != count * size:
+        if len(content) != count * entry.itemsize:
             return None
         return np.frombuffer(content, dtype=entry.numpy).tolist()
     values = getattr(tensor, entry.field)

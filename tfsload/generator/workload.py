@@ -32,7 +32,11 @@ def describe(signature: Signature) -> str:
 def prepare(spec: RunSpec, found: dict[type, Endpoint]) -> Payload:
     """The requests for the user classes of ``found`` (class -> endpoint); ConfigError when the
     instances do not fit the signature (or cannot be made without one)."""
-    targets = [(cls.protocol, endpoint) for cls, endpoint in found.items()]
+    # REST first: where a run has both, its gRPC channels then open only for the load.
+    targets = sorted(
+        ((cls.protocol, endpoint) for cls, endpoint in found.items()),
+        key=lambda target: target[0] != "rest",
+    )
     signature = None
     if not spec.workload.no_metadata and targets:
         signature, problems = learn(targets, spec)
