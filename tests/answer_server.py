@@ -60,10 +60,14 @@ def _json_value(values: list, dtype: str) -> list:
 
 @contextlib.contextmanager
 def answer_server(
-    signature: Signature, answer: Callable[[int, str], Outputs], metadata: bool = True
+    signature: Signature,
+    answer: Callable[[int, str], Outputs],
+    metadata: bool = True,
+    certificates=None,
 ) -> Iterator[AnswerServer]:
     """Serve ``signature``; answer a predict of ``rows`` rows with ``answer(rows, protocol)``
-    (``rest`` or ``grpc``)."""
+    (``rest`` or ``grpc``). With ``certificates`` (tests/raw_servers.py's) both ports speak
+    TLS with their server certificate: https:// and grpcs://."""
     messages = protos.load()
     defs = signature_defs(signature)
     predicts: collections.Counter = collections.Counter()
@@ -131,6 +135,8 @@ def answer_server(
 
     http = ThreadingHTTPServer(("127.0.0.1", 0), Rest)
     http.daemon_threads = True
+    if certificates is not None:
+        http.socket = certificates.server_context().wrap_socket(http.socket, server_side=True)
     rest_thread = threading.Thread(target=http.serve_forever, daemon=True)
     rest_thread.start()
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
@@ -142,11 +148,19 @@ def answer_server(
         },
     )
     server.add_generic_rpc_handlers((handler,))
-    port = server.add_insecure_port("127.0.0.1:0")
+    if certificates is None:
+        port = server.add_insecure_port("127.0.0.1:0")
+    else:
+        pair = (certificates.server_key.read_bytes(), certificates.server_cert.read_bytes())
+        port = server.add_secure_port("127.0.0.1:0", grpc.ssl_server_credentials([pair]))
     server.start()
+    scheme = ("http", "") if certificates is None else ("https", "grpcs://")
     try:
         yield AnswerServer(
-            f"http://127.0.0.1:{http.server_port}", f"127.0.0.1:{port}", predicts, asks
+            f"{scheme[0]}://127.0.0.1:{http.server_port}",
+            f"{scheme[1]}127.0.0.1:{port}",
+            predicts,
+            asks,
         )
     finally:
         server.stop(grace=None)

@@ -23,6 +23,7 @@ import pytest
 from tests.answer_server import answer_server
 from tests.conftest import run_cli
 from tests.model_zoo import BUILDERS
+from tests.raw_servers import make_certificates
 from tests.standin_process import start_standin
 from tests.test_locust_runs import (
     assert_counts_agree,
@@ -356,3 +357,21 @@ launch = "standin"
         assert precise["total"]["rows_per_s"] == pytest.approx(3 * precise["total"]["rps"], 0.01)
     run = json.loads((tmp_path / "out" / "run.json").read_text())
     assert run["model"]["rows_per_request"] == 3
+
+
+def test_the_metadata_call_goes_over_tls_like_the_predicts(tmp_path):
+    (tmp_path / "certificates").mkdir()
+    certificates = make_certificates(tmp_path / "certificates")
+    path = write_instances(tmp_path, "instances.json", REGRESSION_ROWS)
+    with answer_server(TWO_OUTPUTS, right, certificates=certificates) as server:
+        for users in (["GrpcUser", "-H", server.grpc_target, "--grpc-ca-file"],
+                      ["RestUser", "-H", server.rest_url, "--rest-ca-file"]):  # fmt: skip
+            run = run_locust(
+                tmp_path, *users, str(certificates.ca), "--instances-file", str(path),
+                "-u", "1", "-r", "1", "-t", "60s", "--request-count", "10",
+            )  # fmt: skip
+            assert run.code == 0, run.stderr[-3000:]
+            assert run.count() == 10 and run.failures() == 0
+            scheme = "grpcs://" if users[0] == "GrpcUser" else "https://"
+            assert f"tfsload: signature 'serving_default' from {scheme}127.0.0.1:" in run.stderr
+    assert [protocol for protocol, _ in server.metadata_asks] == ["grpc", "rest"]
