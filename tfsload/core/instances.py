@@ -56,12 +56,11 @@ class Column:
 
 @dataclass(frozen=True)
 class InstanceRequest:
-    """One request: its inputs by name (:data:`UNNAMED` for a list of plain rows), whether it
-    is columnar (``inputs``) or row form (``instances``), whether its rows are objects."""
+    """One request: its inputs by name (:data:`UNNAMED` for a list of plain rows), and whether
+    it is columnar (``inputs``) or row form (``instances``: row objects when inputs are named)."""
 
     inputs: dict[str, Column]
     columnar: bool = False
-    row_objects: bool = False
     label: str = ""  # where in the file, for messages (": line 3" in JSON Lines)
 
     @property
@@ -217,7 +216,7 @@ def _rows_request(rows: object, where: str) -> InstanceRequest:
     inputs = {
         name: _column([row[name] for row in rows], f"{where}: input {name!r}") for name in names
     }
-    return InstanceRequest(inputs, row_objects=True)
+    return InstanceRequest(inputs)
 
 
 def _columnar_request(inputs: object, where: str) -> InstanceRequest:

@@ -63,11 +63,6 @@ class Payload:
     def next(self) -> Request:
         return next(self._turns)
 
-    @property
-    def rows(self) -> int:
-        """Rows of the first request (all of them, unless the file is a pool)."""
-        return self.requests[0].rows
-
 
 def _mismatch(where: str, name: str, column: Column, signature: Signature, why: str) -> str:
     spec = signature.inputs[name]

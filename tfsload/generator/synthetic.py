@@ -75,4 +75,4 @@ def generate(signature: Signature, workload: Workload) -> InstanceRequest:
         high = int(array.max()) if dtype.kind == "int" else None
         values = tensors.json_values(array, spec.dtype)
         inputs[name] = Column(values, dtype.kind, shape, low, high)
-    return InstanceRequest(inputs, row_objects=True)
+    return InstanceRequest(inputs)
