@@ -114,6 +114,7 @@ def start_standin(
     model_name: str = "model",
     timeout: float = 120,
     wait: bool = True,
+    ports: tuple[int, int] | None = None,
 ) -> Iterator[StandinProcess]:
     """Run ``python -m standin`` on free ports until the block ends (then SIGTERM and wait).
 
@@ -121,8 +122,10 @@ def start_standin(
     limits and faults too, e.g. ``start_standin(base, "--fault_error_rate=0.5",
     "--fault_error_code=503", "--fault_latency=exp:20ms")`` (see README, "The stand-in server").
     With ``wait=False`` the block starts as soon as the process does (call ``wait_available``).
+    ``ports`` are the (gRPC, REST) ports, e.g. a stopped server's to start its successor on;
+    two free ones by default.
     """
-    grpc_port, rest_port = launch.free_port(), launch.free_port()
+    grpc_port, rest_port = ports or (launch.free_port(), launch.free_port())
     log_fd, log_name = tempfile.mkstemp(prefix="standin-", suffix=".log")
     command = launch.standin_command(grpc_port, rest_port, model_name, model_base_path, flags)
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}

@@ -45,6 +45,9 @@ metrics = "http://127.0.0.1:8501/monitoring/prometheus/metrics"
 
 
 def write(tmp_path: Path, text: str, name: str = "exp.toml") -> Path:
+    """The experiment file, beside the batching file VALID names (a launched target's configs
+    are read when the experiment is)."""
+    (tmp_path / "batch.cfg").write_text("max_batch_size { value: 8 }\n")
     path = tmp_path / name
     path.write_text(text)
     return path

@@ -20,9 +20,11 @@ import sys
 from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
+from typing import NoReturn
 
 from tfsload import __version__
 from tfsload.core.errors import ConfigError
+from tfsload.core.files import output_dir_problem
 
 EXIT_FAILED, EXIT_USAGE, EXIT_THRESHOLD, EXIT_INTERRUPTED = 1, 2, 3, 130
 
@@ -52,14 +54,17 @@ def _print_summary(summary: dict, out: Path) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from tfsload.orchestrate.experiment import load_experiment
-    from tfsload.orchestrate.runner import Runner, default_out_dir
+    from tfsload.orchestrate.experiment import check_model_folder, load_experiment
+    from tfsload.orchestrate.runner import Runner, default_out_dir, request_rows
     from tfsload.report import write_report
 
     experiment = load_experiment(Path(args.experiment))
+    check_model_folder(experiment)  # what it names is read now: bad input before any output
+    request_rows(experiment)
     out = Path(args.out).resolve() if args.out else default_out_dir(experiment)
-    if out.exists() and any(out.iterdir()):
-        raise ConfigError(f"--out {out}: exists and is not empty; results are never overwritten")
+    problem = output_dir_problem(out)
+    if problem:
+        raise ConfigError(f"--out {out}: {problem}")
     if experiment.load.sweep:
         from tfsload.orchestrate.session import Session
         from tfsload.orchestrate.sweep import run_sweep
@@ -102,8 +107,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from tfsload.report import ResultsError
     from tfsload.report.compare import compare, load_summary
 
-    if args.tolerance < 0:
-        raise ConfigError("--tolerance: must be at least 0")
+    if not 0 <= args.tolerance < float("inf"):  # NaN too
+        raise ConfigError(f"--tolerance: must be a number at least 0, got {args.tolerance:g}")
     try:
         old, new = load_summary(Path(args.old)), load_summary(Path(args.new))
     except ResultsError as exc:
@@ -182,8 +187,11 @@ def cmd_search(args: argparse.Namespace) -> int:
         experiment = load_experiment(Path(args.experiment))
         stamp = datetime.now(UTC).strftime("%Y%m%d-%H%M%S")
         out = Path(args.out or f"reports/{experiment.name}-{kind}-{stamp}").resolve()
-        if out.exists() and any(out.iterdir()):
+        problem = output_dir_problem(out)
+        if problem and out.is_dir():
             raise ConfigError(f"--out {out}: exists and is not empty (to go on: --resume {out})")
+        if problem:
+            raise ConfigError(f"--out {out}: {problem}")
     if kind == "tune":
         restartable(experiment)  # every target must be one the tuner can restart
     session = Session(out, experiment, kind, bound, resolution, args.max_minutes)
@@ -224,8 +232,16 @@ def cmd_locustfile(_args: argparse.Namespace) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a bad flag or value said in one line (exit 2) rather than usage + error:
+    every bad input of tfsload is one line naming it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} -h)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tfsload", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="tfsload", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tfsload {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser("run", help="run an experiment file's matrix and write a report")

@@ -530,7 +530,7 @@ def read(path: Path) -> RunSpec:
         raise ConfigError(f"--run-spec: {path}: is a directory") from None
     except OSError as exc:
         raise ConfigError(f"--run-spec: {path}: cannot read ({exc.strerror})") from None
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         raise ConfigError(f"--run-spec: {path}: not JSON ({exc})") from None
     try:
         return from_dict(data)

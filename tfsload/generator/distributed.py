@@ -20,6 +20,10 @@ from tfsload.core.run_spec import RunSpec
 from tfsload.generator.run_state import RunRecord, RunState, Share, split_run
 
 SHARE_MESSAGE = "tfsload_share"
+# The end of a headless run: the master asks every worker to send nothing more and to wait
+# for its calls in flight; each answers once they have returned.
+FINISH_MESSAGE = "tfsload_finish"
+FINISHED_MESSAGE = "tfsload_finished"
 REPORT_KEY = "tfsload"
 
 log = logging.getLogger("tfsload")

@@ -15,11 +15,15 @@ Importing this module registers listeners on ``locust.events``:
 - ``request``: warm-up and measured bookkeeping, precise histograms, stop at the count;
 - ``report_to_master`` / ``worker_report``: distributed merging
   (:mod:`tfsload.generator.distributed`);
+- when a headless run ends (``-t`` or the count): nothing more is sent and every call in
+  flight returns, answered or failed at its own time limit, before Locust stops, here or on
+  every worker (``_finish_run``): a server that stalls at the end fails the run;
 - ``quitting``: build the results, write ``--precise-json`` and ``<csv prefix>_precise.csv``,
-  set the exit code (3 threshold failed, 4 saturated with ``--fail-on-saturation``);
+  set the exit code (1 nothing completed, 3 threshold failed, 4 saturated with
+  ``--fail-on-saturation``);
 - while a test runs with ``--windows-json``: rewrite that file once a second with the finished
   measurement windows (the last time, ``final``, when quitting);
-- ``quit``: print the summary and one line per failed threshold.
+- ``quit``: print the summary and one line per reason the run did not pass.
 
 Locust's own statistics are reset when the warm-up ends, so its counts and the precise counts
 agree. That reset happens in this module's ``request`` listener, which Locust calls before its
@@ -51,6 +55,7 @@ from locust.stats import StatsError
 
 from tfsload.core import run_spec
 from tfsload.core.errors import ConfigError
+from tfsload.core.files import output_file_problem
 from tfsload.core.run_spec import RunSpec
 from tfsload.core.targets import load_targets
 from tfsload.generator import distributed, junit, results, run_state, users, webui, workload
@@ -73,6 +78,8 @@ REFUSED_MESSAGE = "tfsload_refused"
 # A window is written once every request that completed in it has reached this process: at once
 # in a single process, after the workers' next periodic report on a master.
 WINDOW_SETTLE_S = {"local": 0.5, "master": WORKER_REPORT_INTERVAL + 1.0}
+FINISH_POLL_S = 0.01
+FINISH_REPLY_S = 5.0  # a master's wait for the workers' answers, on top of the calls' limit
 
 
 class _Process:
@@ -92,6 +99,7 @@ class _Process:
         self.windows_writer: gevent.Greenlet | None = None
         self.starter: gevent.Greenlet | None = None  # master: the greenlet sending spawn orders
         self.results: dict | None = None
+        self.finished: set[str] = set()  # master: workers whose calls in flight have returned
 
 
 _process = _Process()
@@ -147,6 +155,19 @@ def offer_runnable_classes(environment, spec: RunSpec) -> None:
         environment.available_user_classes = {n: c for n, c in offered.items() if n in keep}
 
 
+def check_outputs(spec: RunSpec, options: Any) -> None:
+    """ConfigError naming the flag of a result file that could not be written (a folder in its
+    place, a regular file on its path): found before any load, not after the run."""
+    for flag, path in (
+        ("--precise-json", spec.outputs.precise_json),
+        ("--windows-json", spec.outputs.windows_json),
+        ("--html", spec.outputs.html or getattr(options, "html_file", None)),
+    ):
+        problem = output_file_problem(Path(path)) if path else None
+        if problem:
+            raise ConfigError(f"{flag}: {path}: {problem}")
+
+
 def warn_ignored_host(classes: list[type], host: str | None) -> None:
     """Say so when -H was given to per-target classes, which keep their target's address."""
     targeted = sorted(cls.__name__ for cls in classes if getattr(cls, "target", None))
@@ -179,12 +200,14 @@ def _on_init(environment, runner, web_ui=None, **_kwargs) -> None:
     _process.environment = environment
     if isinstance(runner, WorkerRunner):
         runner.register_message(distributed.SHARE_MESSAGE, _on_assignment)
+        runner.register_message(distributed.FINISH_MESSAGE, _on_finish, concurrent=True)
         return
     options = environment.parsed_options
     if options is None:  # Locust used as a library: nothing to check on the command line
         return
     if isinstance(runner, MasterRunner):
         runner.register_message(REFUSED_MESSAGE, _on_worker_refused)
+        runner.register_message(distributed.FINISHED_MESSAGE, _on_worker_finished)
     if not options.user_classes and not options.class_picker:
         generic = {users.RestUser.__name__, users.GrpcUser.__name__}
         targeted = sorted(set(environment.available_user_classes or {}) - generic)
@@ -196,6 +219,7 @@ def _on_init(environment, runner, web_ui=None, **_kwargs) -> None:
         )
     try:
         spec = spec_from_options(options)
+        check_outputs(spec, options)
         if options.class_picker:
             offer_runnable_classes(environment, spec)
         if options.headless:
@@ -277,7 +301,7 @@ def _refuse_run(environment) -> None:
     options = environment.parsed_options
     if options is None or options.headless:
         environment.process_exit_code = 2
-    gevent.spawn(_stop_run, environment)
+    gevent.spawn(_stop_run, environment, False)
 
 
 def _reject(environment, exc: ConfigError) -> None:
@@ -290,13 +314,74 @@ def _reject(environment, exc: ConfigError) -> None:
     _refuse_run(environment)
 
 
-def _stop_run(environment) -> None:
+def _stop_run(environment, finish_calls: bool = True) -> None:
+    """End the run: headless, let the calls in flight return first (see ``_finish_run``) and
+    quit; in the web UI, stop and stay."""
     options = environment.parsed_options
     if options is None or options.headless:
+        if finish_calls:
+            _finish_run(environment)
         environment.runner.quit()
         return
     _stop_dispatch()
     environment.runner.stop()
+
+
+def drain_limit(spec: RunSpec) -> float:
+    """The longest a call of this run can take before it fails on its own time limits (REST:
+    connecting, then the answer), plus a second of slack."""
+    transport = spec.transport
+    rest = transport.rest_connect_timeout_s + transport.rest_timeout_s
+    return max(transport.grpc_timeout_s, rest) + 1.0
+
+
+def _finish_calls(current: RunState | None, limit_s: float) -> None:
+    """Send nothing more and wait, at most ``limit_s``, until every call in flight has returned:
+    answered, failed, or timed out at its own deadline.
+
+    Locust kills its users at once when a run stops, and a call it kills is never counted: a
+    server that stalled in the last seconds of a run (shorter than the time limit) would leave
+    a run of clean successes. Waiting turns those calls into the timeouts they are.
+    """
+    if current is None:
+        return
+    current.stopped = True
+    deadline = time.monotonic() + limit_s
+    while current.in_flight > 0 and time.monotonic() < deadline:
+        gevent.sleep(FINISH_POLL_S)
+    if current.in_flight > 0:
+        log.warning("tfsload: %d calls still in flight after their time limit", current.in_flight)
+
+
+def _finish_run(environment) -> None:
+    """Before a headless run quits: the load ends now, and every call in flight returns, in
+    this process or on every worker (a master asks them and waits for their answers; their
+    last numbers then come with Locust's final report when they quit)."""
+    record, spec = _process.record, _process.spec
+    if record is None or spec is None:
+        return
+    if record.stopped is None:
+        record.stopped = time.time()
+    runner = environment.runner
+    limit = drain_limit(spec)
+    if not isinstance(runner, MasterRunner):
+        _finish_calls(run_state.current(), limit)
+        return
+    _process.finished = set()
+    runner.send_message(distributed.FINISH_MESSAGE, {"limit_s": limit})
+    deadline = time.monotonic() + limit + FINISH_REPLY_S
+    while not set(_process.workers) <= _process.finished and time.monotonic() < deadline:
+        gevent.sleep(FINISH_POLL_S)
+
+
+def _on_finish(environment, msg, **_kwargs) -> None:
+    """Worker: the master ends the load (see ``_finish_run``)."""
+    _finish_calls(run_state.current(), msg.data["limit_s"])
+    environment.runner.send_message(distributed.FINISHED_MESSAGE)
+
+
+def _on_worker_finished(environment, msg, **_kwargs) -> None:
+    _process.finished.add(msg.node_id)
 
 
 def _stop_dispatch() -> None:

@@ -13,12 +13,16 @@ when it is imported), so a user waiting for its answer lets the others run; outs
 
 Time limits: connecting, TLS handshake included, within ``connect_timeout_s``; the whole answer
 within ``timeout_s`` of the request being sent, so a server that trickles bytes cannot stretch
-it. A kept connection that the server closed while idle is reopened once for the same request,
-as HTTP clients do; any other failure is the request's.
+it. A kept connection that has been idle for ``IDLE_CHECK_S`` is checked before it is used
+again (one ``select()``, never under back-to-back load), and reopened if the server closed it
+meanwhile; one whose request could not even be written is reopened for that request. A request
+that reached the server is never sent again: a connection closed under it fails it, so a server
+that drops calls is seen dropping every one of them.
 """
 
 from __future__ import annotations
 
+import select
 import socket
 import ssl
 import time
@@ -32,6 +36,7 @@ from tfsload.core.run_spec import Transport
 from tfsload.generator.tls import PemFile, client_context
 
 RECEIVE_BYTES = 65536
+IDLE_CHECK_S = 0.01  # a kept connection idle this long may have been closed by the server
 MAX_HEAD_BYTES = 65536  # status line and headers of one answer
 NO_BODY = (204, 304)
 
@@ -43,7 +48,7 @@ class BrokenAnswer(HTTPException):
 
 
 class _Stale(Exception):
-    """A kept connection was closed by the server before any byte of the answer."""
+    """A kept connection was closed by the server before the request could be written."""
 
 
 @dataclass(frozen=True)
@@ -102,6 +107,7 @@ class RestConnection:
         self.request = request
         self.sock: socket.socket | None = None
         self.leftover = b""  # bytes read past the previous answer
+        self.idle_from = 0.0  # time.monotonic() when the kept connection's last answer ended
 
     def close(self) -> None:
         if self.sock is not None:
@@ -125,6 +131,8 @@ class RestConnection:
     def exchange(self) -> tuple[int, bytes]:
         """Send the request and read its answer; raises OSError (refused, reset, timed out,
         TLS) or BrokenAnswer. The connection is kept only after a complete kept answer."""
+        if self._closed_while_idle():
+            self.close()
         reused = self.sock is not None
         try:
             if not reused:
@@ -139,6 +147,13 @@ class RestConnection:
             self.close()
             raise
 
+    def _closed_while_idle(self) -> bool:
+        """True when a kept connection idle for ``IDLE_CHECK_S`` has become readable: the
+        server closed it (or wrote to it unasked) since its last answer."""
+        if self.sock is None or time.monotonic() - self.idle_from < IDLE_CHECK_S:
+            return False
+        return bool(select.select([self.sock], [], [], 0)[0])
+
     def _round_trip(self, reused: bool) -> tuple[int, bytes]:
         sock, origin = self.sock, self.origin
         deadline = time.monotonic() + origin.timeout_s
@@ -148,7 +163,7 @@ class RestConnection:
             if reused:
                 raise _Stale from None
             raise
-        reader = _Reader(sock, deadline, self.leftover, origin.max_answer_bytes, reused)
+        reader = _Reader(sock, deadline, self.leftover, origin.max_answer_bytes)
         status, body, keep = reader.answer()
         if not keep:
             self.close()
@@ -156,6 +171,7 @@ class RestConnection:
         self.leftover = reader.rest()
         if reader.retimed:
             sock.settimeout(origin.timeout_s)
+        self.idle_from = time.monotonic()
         return status, body
 
 
@@ -163,15 +179,12 @@ class _Reader:
     """Reads one answer from a socket. ``data[pos:]`` is what was received and not yet used;
     ``data`` becomes a bytearray only when an answer takes more than one receive."""
 
-    def __init__(
-        self, sock: socket.socket, deadline: float, data: bytes, limit: int, reused: bool
-    ) -> None:
+    def __init__(self, sock: socket.socket, deadline: float, data: bytes, limit: int) -> None:
         self.sock = sock
         self.deadline = deadline
         self.data: bytes | bytearray = data
         self.pos = 0
         self.limit = limit
-        self.stale_possible = reused and not data  # nothing of an answer has arrived yet
         self.first = True
         self.retimed = False
 
@@ -189,16 +202,7 @@ class _Reader:
                 raise TimeoutError("timed out")
             self.sock.settimeout(left)
             self.retimed = True
-        try:
-            more = self.sock.recv(RECEIVE_BYTES)
-        except ConnectionResetError:
-            if self.stale_possible:
-                raise _Stale from None
-            raise
-        if self.stale_possible:
-            if not more:
-                raise _Stale
-            self.stale_possible = False
+        more = self.sock.recv(RECEIVE_BYTES)
         if not more:
             return False
         if not self.data:

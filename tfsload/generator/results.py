@@ -37,14 +37,15 @@ def measured_window(facts: list[dict], started: float, stopped: float, counted: 
 
     It starts when the first process finished its warm-up (or at the test start without one),
     and ends with the last counted completion of a ``--request-count`` run that reached its
-    count, otherwise when the test stopped.
+    count, otherwise when the test stopped or, if later, when the last call that was in flight
+    then returned (the calls in flight at the end are waited for and counted).
     """
     starts = [f["measured_start"] for f in facts if f["measured_start"] is not None]
     start = min(starts) if starts else started
     ends = [f["last_completion"] for f in facts if f["last_completion"] is not None]
     if counted and facts and ends and all(f["done"] for f in facts):
         return start, max(ends)
-    return start, max(stopped, start)
+    return start, max(stopped, start, *ends)
 
 
 def build_results(
@@ -210,13 +211,21 @@ def summary_text(results: dict) -> str:
 
 
 def failed_check_lines(results: dict) -> list[str]:
-    """One line per failed threshold, and one when no request completed at all."""
+    """Why the run did not pass, one line each: no request completed at all; requests failed
+    (how many, and the most frequent cause); each failed threshold."""
     lines = []
-    if results["total"]["count"] == 0:
+    total = results["total"]
+    if total["count"] == 0:
         lines.append(
             "tfsload: no request completed: the server never answered within the time limits "
             "(--rest-timeout, --grpc-timeout), or the run ended first"
         )
+    elif total["failures"]:
+        line = f"tfsload: {total['failures']} of {total['count']} requests failed"
+        if results["failures"]:
+            top = results["failures"][0]
+            line += f"; most often ({top['occurrences']}): {top['name']}: {top['error']}"
+        lines.append(line)
     lines += [
         f"tfsload: threshold failed: {CheckResult(**check).describe()}"
         for check in results["thresholds"]

@@ -88,6 +88,7 @@ class RunState:
         self.stats = PreciseStats(window_length(self.spec))
         self.cpu = CpuSampler()
         self.stopped = False
+        self.in_flight = 0  # sends that left and whose call has not returned yet
 
     def next_send(self, now: float) -> Send | None:
         """The next request to send, or None when this process has nothing (more) to send."""
@@ -100,10 +101,15 @@ class RunState:
         return Send(ticket, intended)
 
     def sent(self, send: Send, actual: float) -> None:
-        """Note when a send really left (open loop: how late it was)."""
+        """Note that a send left, and when (open loop: how late it was)."""
+        self.in_flight += 1
         if self.schedule and send.intended is not None:
             counted = not self.budget.is_warmup_send(send.ticket)
             self.schedule.note_send(send.intended, actual, counted)
+
+    def returned(self) -> None:
+        """A send's call has returned: answered, failed or timed out (its event is fired)."""
+        self.in_flight -= 1
 
     def facts(self) -> dict:
         """What the master needs besides the histograms; cumulative, JSON-serialisable."""

@@ -114,8 +114,13 @@ class PredictUser(User):
             return
         if send.intended is not None:
             wait_until(send.intended)
+            if run.stopped:  # the run ended while this user waited for its send time
+                return
         run.sent(send, time.perf_counter())
-        self.send(send.intended)
+        try:
+            self.send(send.intended)
+        finally:
+            run.returned()
 
 
 def wait_until(intended: float) -> None:

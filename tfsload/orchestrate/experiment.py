@@ -35,6 +35,7 @@ from pathlib import Path
 from tfsload.core import run_spec
 from tfsload.core.errors import ConfigError
 from tfsload.core.run_spec import Checks, LoadShape, RunSpec, SpecError, Workload
+from tfsload.core.serving_config import read_batching, read_metrics_path
 from tfsload.core.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
 
 PROTOCOLS = ("rest", "grpc")
@@ -480,7 +481,33 @@ def _parse_protocols(data: object, file: Path) -> tuple[str, ...]:
     return tuple(data)
 
 
-def _parse_launch(table: dict, where: str) -> Launch:
+def flag_value(flags: tuple[str, ...], name: str) -> str | None:
+    """The value of ``name`` in ``flags`` (``--name=value`` or ``--name value``), last one wins."""
+    value = None
+    for i, flag in enumerate(flags):
+        if flag.startswith(name + "="):
+            value = flag.split("=", 1)[1]
+        elif flag == name and i + 1 < len(flags):
+            value = flags[i + 1]
+    return value
+
+
+def _check_config_files(flags: tuple[str, ...], base: Path, where: str) -> None:
+    """Read the batching and monitoring configs a launched stand-in will be given, with the
+    stand-in's own parsers, so that a bad one is bad input now rather than a failed launch."""
+    for flag, read in (
+        ("--batching_parameters_file", read_batching),
+        ("--monitoring_config_file", read_metrics_path),
+    ):
+        value = flag_value(flags, flag)
+        if value:
+            try:
+                read(str(base / value))
+            except ConfigError as exc:
+                raise ConfigError(f"{where}.flags: {exc}") from None
+
+
+def _parse_launch(table: dict, where: str, base: Path) -> Launch:
     kind = table.get("launch")
     if kind not in LAUNCH_KINDS:
         raise ConfigError(f"{where}.launch: must be one of {', '.join(LAUNCH_KINDS)}")
@@ -493,6 +520,7 @@ def _parse_launch(table: dict, where: str) -> Launch:
             raise ConfigError(f"{where}.flags: {flag!r} is not a --flag[=value]")
         if name in RUNNER_FLAGS:
             raise ConfigError(f"{where}.flags: {name} is set by the runner")
+    _check_config_files(tuple(flags), base, where)
     return Launch(kind, tuple(flags))
 
 
@@ -517,13 +545,22 @@ def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
     filled = []
     for i, table in enumerate(tables):
         if isinstance(table, dict) and ("launch" in table or "flags" in table):
-            launches.append(_parse_launch(table, f"{where}[{i}]"))
+            launches.append(_parse_launch(table, f"{where}[{i}]", file.parent))
             table = {"rest": "http://127.0.0.1:0", "grpc": "127.0.0.1:0", **table}
         else:
             launches.append(None)
         filled.append(table)
     targets = parse_targets(filled, where, extra_keys=frozenset({"launch", "flags"}))
     return tuple(ExperimentTarget(t, launch) for t, launch in zip(targets, launches, strict=True))
+
+
+def check_model_folder(experiment: Experiment) -> None:
+    """ConfigError when a target is to be launched and the model folder is not there: bad
+    input before a run, rather than a failed launch. (An experiment file is valid before the
+    model is exported, so this is checked when it is about to run.)"""
+    base_path = experiment.model.base_path
+    if any(et.launch for et in experiment.targets) and not base_path.is_dir():
+        raise ConfigError(f"{experiment.path}: model.base_path: {base_path}: no such directory")
 
 
 def load_experiment(path: Path) -> Experiment:

@@ -21,7 +21,7 @@ from tfsload.core.errors import ConfigError
 from tfsload.core.processes import free_port, log_tail
 from tfsload.core.serving_config import read_metrics_path
 from tfsload.core.targets import Target
-from tfsload.orchestrate.experiment import ExperimentTarget, Model
+from tfsload.orchestrate.experiment import ExperimentTarget, Model, flag_value
 from tfsload.orchestrate.probe import ServerInfo, model_status
 
 START_TIMEOUT_S = 240.0
@@ -57,17 +57,6 @@ class Launched:
     log_path: Path
     command: list[str]
     info: ServerInfo | None = None
-
-
-def flag_value(flags: tuple[str, ...], name: str) -> str | None:
-    """The value of ``name`` in ``flags`` (``--name=value`` or ``--name value``), last one wins."""
-    value = None
-    for i, flag in enumerate(flags):
-        if flag.startswith(name + "="):
-            value = flag.split("=", 1)[1]
-        elif flag == name and i + 1 < len(flags):
-            value = flags[i + 1]
-    return value
 
 
 def metrics_path(flags: tuple[str, ...], cwd: Path) -> str | None:

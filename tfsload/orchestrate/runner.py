@@ -4,7 +4,8 @@ For each target the runner launches its stand-in (if it declares one) or probes 
 each protocol: scrapes the server's metrics, runs one headless Locust subprocess with the same
 load and thresholds as every other cell, scrapes again, and writes the cell's raw results
 (Locust CSV/HTML, the plugin's precise JSON, metrics text, ``cell.json``). An unreachable target
-fails only its own cells. Ctrl-C (SIGINT) or SIGTERM stops the current cell, keeps the finished
+fails only its own cells, and a server that died during a cell (asked again after it) fails
+that cell. Ctrl-C (SIGINT) or SIGTERM stops the current cell, keeps the finished
 ones and ends with a report marked partial. The report is rendered from these raw files only,
 so ``python -m tfsload report DIR`` can redo it later.
 
@@ -305,7 +306,7 @@ class Runner:
                 if reason:
                     self._skip([cell], "failed", reason)
                     continue
-                self._run_cell(cell, target, info, launched.process.pid if launched else None)
+                self._run_cell(cell, target, info, launched)
         finally:
             if launched:
                 code = stop(launched)
@@ -320,6 +321,15 @@ class Runner:
             problem = port_open(target.grpc)
             return f"unreachable: {problem}" if problem else None
         return None
+
+    def _gone(self, cell: Cell, target: Target, launched: Launched | None) -> str | None:
+        """Why the cell's server is not there any more after its cell (a launched stand-in
+        that exited, a target that stopped answering), or None: a server that died under load
+        fails its cell, whatever Locust measured before."""
+        if launched is not None and launched.process.poll() is not None:
+            return f"the server exited with code {launched.process.returncode} during the cell"
+        reason = self._unreachable(cell, target, self._probe(target))
+        return f"the server stopped answering during the cell ({reason})" if reason else None
 
     def _probe(self, target: Target) -> ServerInfo:
         """Ask the target's REST port what it is; gRPC-only targets are checked per cell."""
@@ -338,7 +348,7 @@ class Runner:
         return None
 
     def _run_cell(
-        self, cell: Cell, target: Target, info: ServerInfo, server_pid: int | None
+        self, cell: Cell, target: Target, info: ServerInfo, launched: Launched | None
     ) -> None:
         index = self.cells.index(cell) + 1
         cell_dir = self._cell_dir(cell)
@@ -349,17 +359,20 @@ class Runner:
         command = locust_command(cell, spec_path, cell_dir)
         self.progress.start_cell(index, len(self.cells), cell.id)
         started_at = now_iso()
-        cpu = CpuAccount(server_pid)
+        cpu = CpuAccount(launched.process.pid if launched else None)
         start = time.monotonic()
         code, timed_out = self._run_locust(command, cell_dir)
         wall = time.monotonic() - start
         cpu_split = cpu.finish()
         metrics_errors.append(self._scrape(target, cell_dir / "metrics-after.prom"))
         has_precise = (cell_dir / "precise.json").exists()
+        gone = None if self.stop_requested else self._gone(cell, target, launched)
         if self.stop_requested:
             status, reason = "interrupted", "stopped by a signal"
         elif timed_out:
             status, reason = "failed", f"Locust still running after {wall:.0f} s; killed"
+        elif gone:
+            status, reason = "failed", gone
         elif code in MEASURED_EXIT_CODES and has_precise:
             status, reason = "ok", None
         else:

@@ -12,7 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from tfsload.report.summary import ResultsError, build_summary
+from tfsload.report.summary import SUMMARY_FORMAT, ResultsError, build_summary
 from tfsload.report.table import ms
 
 # (summary key, label, higher is better, gated)
@@ -38,14 +38,35 @@ def load_summary(path: Path) -> dict:
     path = Path(path)
     if path.is_file():
         try:
-            return json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
+            return _checked(json.loads(path.read_text()), path)
+        except (OSError, ValueError, RecursionError) as exc:
             raise ResultsError(f"{path}: not a summary.json ({exc})") from None
     if (path / "summary.json").is_file():
         return load_summary(path / "summary.json")
     if not path.is_dir():
         raise ResultsError(f"{path}: no such results directory")
     return build_summary(path)
+
+
+def _checked(summary: object, path: Path) -> dict:
+    """``summary`` when it has the shape :func:`compare` reads; ResultsError names the first
+    part that does not (a hand-edited or foreign file must not end in a traceback)."""
+    if not isinstance(summary, dict) or summary.get("format") != SUMMARY_FORMAT:
+        raise ResultsError(f"{path}: not a summary.json (format is not {SUMMARY_FORMAT})")
+    cells = summary.get("cells")
+    if not isinstance(cells, list):
+        raise ResultsError(f"{path}: cells: must be a list")
+    for i, cell in enumerate(cells):
+        if not isinstance(cell, dict):
+            raise ResultsError(f"{path}: cells[{i}]: must be an object")
+        for key in ("id", "status"):
+            if not isinstance(cell.get(key), str):
+                raise ResultsError(f"{path}: cells[{i}].{key}: must be a string")
+        for key in (*(m[0] for m in METRICS), "failures"):
+            value = cell.get(key)
+            if isinstance(value, bool) or not isinstance(value, int | float | None):
+                raise ResultsError(f"{path}: cells[{i}].{key}: must be a number")
+    return summary
 
 
 def _fmt(key: str, value: float | None) -> str:

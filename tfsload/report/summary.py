@@ -32,19 +32,23 @@ class ResultsError(Exception):
 
 
 def _read_json(path: Path) -> dict | None:
+    """A results file's JSON object, None when the file is absent; ResultsError otherwise."""
     try:
-        return json.loads(path.read_text())
+        data = json.loads(path.read_text())
     except FileNotFoundError:
         return None
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         raise ResultsError(f"{path}: unreadable ({exc})") from None
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: not a JSON object")
+    return data
 
 
 def _server_metrics(cell_dir: Path, model: dict) -> dict | None:
     try:
         before = (cell_dir / "metrics-before.prom").read_text()
         after = (cell_dir / "metrics-after.prom").read_text()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return None
     try:
         return delta(before, after, model["name"], model.get("rows_per_request"))
@@ -239,11 +243,14 @@ def build_summary(out: Path) -> dict:
     run = _read_json(out / "run.json")
     if run is None:
         raise ResultsError(f"{out}: no run.json, not a tfsload results directory")
-    model = run.get("model", {})
+    cell_ids = run.get("cells", [])
+    if not isinstance(cell_ids, list) or not all(isinstance(c, str) for c in cell_ids):
+        raise ResultsError(f"{out / 'run.json'}: cells: must be a list of cell ids")
+    model = run.get("model") or {}
+    if not isinstance(model, dict):
+        raise ResultsError(f"{out / 'run.json'}: model: must be an object")
     checks = run_checks(run)
-    cells = [
-        summarize_cell(out / "cells" / cid, cid, model, checks) for cid in run.get("cells", [])
-    ]
+    cells = [summarize_cell(out / "cells" / cid, cid, model, checks) for cid in cell_ids]
     kinds = sorted({c["server_kind"] for c in cells if c["server_kind"] != "unknown"})
     return {
         "format": SUMMARY_FORMAT,
