@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import atexit
 import collections
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -163,6 +164,25 @@ _open_connections: weakref.WeakSet = weakref.WeakSet()
 STOP_WAIT_S = 5.0
 
 
+def _with_native_locks(make, *args):
+    """``make(*args)`` with threading's locks native while it runs.
+
+    grpcio's channel takes the lock that guards its calls from ``threading`` when it is made;
+    under Locust that is one of gevent's, and it is shared here by two native threads (the hub's,
+    which starts calls, and the channel's, which finishes them): contended, the two could wait
+    on each other for good (about one run in four with 50 users). A native lock is held for
+    microseconds by either side, so blocking on it briefly is harmless.
+    """
+    if not gevent.monkey.is_module_patched("threading"):
+        return make(*args)
+    patched = threading._allocate_lock
+    threading._allocate_lock = _allocate_lock
+    try:
+        return make(*args)
+    finally:
+        threading._allocate_lock = patched
+
+
 class _Stop:
     """The tag of the call that wakes a channel's thread to stop polling."""
 
@@ -191,7 +211,7 @@ class GrpcConnection:
         if _hub is None:
             _hub = _Hub()
         if self.channel is None:
-            self.channel = open_channel(self.settings)
+            self.channel = _with_native_locks(open_channel, self.settings)
             self.core = self.channel._channel
             self.started = 0
             self.polling.acquire()
