@@ -59,6 +59,17 @@ print("released", flush=True)
 """
 
 
+NATIVE_LOCKS = """
+import gevent.monkey
+gevent.monkey.patch_all()  # as Locust does
+import threading
+from tfsload.generator import grpc_transport as g
+
+made = g._with_native_locks(threading.Condition)
+print(type(made._lock._block).__module__, type(threading.Condition()._lock._block).__module__)
+"""
+
+
 def answer(request: bytes, context) -> bytes:
     if request == b"missing":
         context.abort(grpc.StatusCode.NOT_FOUND, "Servable not found for request: Latest(x)")
@@ -104,3 +115,14 @@ def test_calls_from_greenlets_go_through_grpcio_core():
     sent = [m for m in server.metadata if "x-api-key" in m]
     assert len(sent) == len(server.metadata) == 43
     assert all((m["x-api-key"], m["x-team"]) == ("k1", "load") for m in sent)
+
+
+def test_channels_are_made_with_native_locks_under_monkey_patching():
+    """grpcio's channel takes its call lock from threading when it is made; made through
+    _with_native_locks it is a native lock, which the hub's thread and the poll thread can share
+    (a gevent lock there could hang a run). Fails if threading or gevent stop working so."""
+    done = subprocess.run(
+        [sys.executable, "-c", NATIVE_LOCKS], cwd=REPO, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.split() == ["_thread", "gevent.thread"]
