@@ -130,7 +130,7 @@ def test_shipped_experiments_are_valid():
         (VALID.replace("p99_ms = 250", 'p99_ms = "fast"'), "thresholds.p99_ms: must be a number"),
         (VALID.replace("fail_ratio = 0.01", "fail_ratio = 2"), "thresholds.fail_ratio:"),
         (VALID.replace('"rest", "grpc"]', '"rest", "http"]'), "protocols: 'http' is not one"),
-        (VALID.replace('launch = "standin"', 'launch = "docker"'), "targets[0].launch:"),
+        (VALID.replace('launch = "standin"', 'launch = "kubernetes"'), "targets[0].launch:"),
         (VALID.replace("--enable_batching", "--port=1"), "targets[0].flags: --port is set"),
         (
             VALID.replace('label = "stand-in', 'colour = "x"\nlabel = "stand-in'),

@@ -15,7 +15,8 @@ An experiment is a TOML file (see ``configs/experiments/demo.toml`` for a commen
     [search]           # windows of a stable step, and what slo/tune search (SearchSettings)
     [thresholds]       # p50_ms, p95_ms, p99_ms, fail_ratio, min_rps, fail_on_saturation,
                        # saturation_cpu_percent
-    [[targets]]        # as in a targets file, plus launch = "standin" and flags = [...]
+    [[targets]]        # as in a targets file, plus launch = "standin" or "docker" (with image,
+                       # gpus, mounts, environment: container_spec.py) and flags = [...]
     # or: targets_file = "../targets.toml"
 
 Everything is validated before any load is sent: a bad file gives one ``ConfigError`` line naming
@@ -28,6 +29,7 @@ launched stand-in runs in that directory too, so paths inside its flags follow t
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
@@ -37,6 +39,12 @@ from tfsload.core.errors import ConfigError
 from tfsload.core.run_spec import Checks, LoadShape, RunSpec, SpecError, Workload
 from tfsload.core.serving_config import read_batching, read_metrics_path
 from tfsload.core.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
+from tfsload.orchestrate.container_spec import (
+    CONTAINER_KEYS,
+    ContainerSpec,
+    container_file,
+    parse_container,
+)
 
 PROTOCOLS = ("rest", "grpc")
 TOP_KEYS = {
@@ -76,7 +84,7 @@ LOAD_SETTINGS = {
 LOAD_KEYS = {*LOAD_SETTINGS, "duration", "max_duration", "arrival_rates"}
 SEARCH_AXES = ("rate", "users")
 THRESHOLD_KEYS = {f.name for f in fields(Checks)}
-LAUNCH_KINDS = ("standin",)
+LAUNCH_KINDS = ("standin", "docker")
 # Flags the runner sets itself for a launched stand-in: the ports it picked and the model.
 RUNNER_FLAGS = {
     "--port",
@@ -169,10 +177,12 @@ SEARCH_DEFAULTS = {"rate": (50.0, 1.0, 100_000.0), "users": (1.0, 1.0, 1024.0)}
 
 @dataclass(frozen=True)
 class Launch:
-    """A server the runner starts itself (``launch = "standin"``) with extra flags."""
+    """A server the runner starts itself with extra flags: a stand-in process
+    (``launch = "standin"``) or a container (``launch = "docker"``, with its ``container``)."""
 
     kind: str
     flags: tuple[str, ...]
+    container: ContainerSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -492,9 +502,12 @@ def flag_value(flags: tuple[str, ...], name: str) -> str | None:
     return value
 
 
-def _check_config_files(flags: tuple[str, ...], base: Path, where: str) -> None:
-    """Read the batching and monitoring configs a launched stand-in will be given, with the
-    stand-in's own parsers, so that a bad one is bad input now rather than a failed launch."""
+def _check_config_files(
+    flags: tuple[str, ...], file_of: Callable[[str, str], Path], where: str
+) -> None:
+    """Read the batching and monitoring configs a launched server will be given, with the
+    stand-in's own parsers, so that a bad one is bad input now rather than a failed launch.
+    ``file_of(flag, value)`` is where the file lies on this machine."""
     for flag, read in (
         ("--batching_parameters_file", read_batching),
         ("--monitoring_config_file", read_metrics_path),
@@ -502,7 +515,7 @@ def _check_config_files(flags: tuple[str, ...], base: Path, where: str) -> None:
         value = flag_value(flags, flag)
         if value:
             try:
-                read(str(base / value))
+                read(str(file_of(flag, value)))
             except ConfigError as exc:
                 raise ConfigError(f"{where}.flags: {exc}") from None
 
@@ -520,8 +533,16 @@ def _parse_launch(table: dict, where: str, base: Path) -> Launch:
             raise ConfigError(f"{where}.flags: {flag!r} is not a --flag[=value]")
         if name in RUNNER_FLAGS:
             raise ConfigError(f"{where}.flags: {name} is set by the runner")
-    _check_config_files(tuple(flags), base, where)
-    return Launch(kind, tuple(flags))
+    container = parse_container(table, where, base) if kind == "docker" else None
+    given = sorted(CONTAINER_KEYS & set(table))
+    if container is None and given:
+        raise ConfigError(f'{where}.{given[0]}: only for launch = "docker"')
+
+    def file_of(flag: str, value: str) -> Path:
+        return container_file(container, flag, value, where) if container else base / value
+
+    _check_config_files(tuple(flags), file_of, where)
+    return Launch(kind, tuple(flags), container)
 
 
 def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
@@ -544,13 +565,14 @@ def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
     launches: list[Launch | None] = []
     filled = []
     for i, table in enumerate(tables):
-        if isinstance(table, dict) and ("launch" in table or "flags" in table):
+        if isinstance(table, dict) and {"launch", "flags", *CONTAINER_KEYS} & set(table):
             launches.append(_parse_launch(table, f"{where}[{i}]", file.parent))
             table = {"rest": "http://127.0.0.1:0", "grpc": "127.0.0.1:0", **table}
         else:
             launches.append(None)
         filled.append(table)
-    targets = parse_targets(filled, where, extra_keys=frozenset({"launch", "flags"}))
+    extra = frozenset({"launch", "flags", *CONTAINER_KEYS})
+    targets = parse_targets(filled, where, extra_keys=extra)
     return tuple(ExperimentTarget(t, launch) for t, launch in zip(targets, launches, strict=True))
 
 

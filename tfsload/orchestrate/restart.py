@@ -3,8 +3,10 @@
 The tuner measures one server configuration after another, so it must start a target with
 given flags (``--enable_batching --batching_parameters_file=F``), measure, stop it, and start it
 again differently. :class:`Restartable` is that contract; :class:`StandinTarget` fulfils it for
-``launch = "standin"`` targets through :mod:`tfsload.orchestrate.launch`. A Docker launcher of
-TF Serving plugs in by implementing the same members. :class:`ExternalTarget` is a server
+``launch = "standin"`` targets through :mod:`tfsload.orchestrate.launch`, and
+:class:`DockerTarget` for ``launch = "docker"`` targets (TF Serving's image or the stand-in's)
+through :mod:`tfsload.orchestrate.docker_launch`, a new container each start. The runner starts
+every launched target through it too. :class:`ExternalTarget` is a server
 someone else runs: it can be used as it is (``slo``), never restarted. :class:`OnDemand` starts
 a target only when a step must really run, so a resumed search whose steps are all kept starts
 nothing.
@@ -14,12 +16,19 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from tfsload.core.errors import ConfigError
 from tfsload.core.targets import Target
+from tfsload.orchestrate.docker_launch import (
+    StartedContainer,
+    hand_over,
+    preflight,
+    start_container,
+    stop_container,
+)
 from tfsload.orchestrate.experiment import Experiment, ExperimentTarget, Launch
 from tfsload.orchestrate.launch import Launched, LaunchError, start_standin, stop
 from tfsload.orchestrate.probe import ServerInfo, model_status, port_open
@@ -37,6 +46,11 @@ class Running:
     command: list[str]
     handle: object
     pid: int | None = None  # a server process on this machine, for the CPU account
+    # What the results record about the server besides its command (a container's image, its
+    # id and digests, its name).
+    facts: dict = field(default_factory=dict)
+    poll: Callable[[], int | None] = lambda: None  # its exit code once it exited, else None
+    log_since: Callable[[float], bytes] | None = None  # its output since an epoch time
 
 
 class Restartable(Protocol):
@@ -89,12 +103,52 @@ class StandinTarget:
             et, self.experiment.model, self.experiment.base_dir, log_path, should_stop
         )
         process = launched.process
-        return Running(launched.target, launched.info, launched.command, launched, process.pid)
+        return Running(
+            launched.target, launched.info, launched.command, launched, process.pid,
+            poll=process.poll,
+        )  # fmt: skip
 
     def stop(self, running: Running) -> int | None:
         handle = running.handle
         assert isinstance(handle, Launched)
         return stop(handle)
+
+
+@dataclass
+class DockerTarget:
+    """A ``launch = "docker"`` target of an experiment: a new container for each start."""
+
+    et: ExperimentTarget
+    experiment: Experiment
+    client: object  # the engine (docker.DockerClient) that preflight found
+
+    @property
+    def name(self) -> str:
+        return self.et.name
+
+    @property
+    def cores(self) -> int:
+        """The engine's CPUs: a container without CPU limits may use them all."""
+        return int(self.client.info()["NCPU"])
+
+    def start(
+        self, flags: Sequence[str] | None, log_path: Path, should_stop: Callable[[], bool]
+    ) -> Running:
+        own = self.et.launch.flags
+        handed, volumes = hand_over(flags or ())
+        chosen = own if flags is None else (*without_batching(own), *handed)
+        started = start_container(
+            self.client, self.et, self.experiment, chosen, log_path, should_stop, volumes
+        )
+        return Running(
+            started.target, started.info, started.command, started, started.pid,
+            facts=started.facts, poll=started.exit_code, log_since=started.log_since,
+        )  # fmt: skip
+
+    def stop(self, running: Running) -> int | None:
+        handle = running.handle
+        assert isinstance(handle, StartedContainer)
+        return stop_container(handle)
 
 
 @dataclass
@@ -131,11 +185,19 @@ class ExternalTarget:
 
 
 def as_found(experiment: Experiment) -> list[Restartable]:
-    """Every target as the experiment declares it: launched ones started by tfsload."""
-    return [
-        StandinTarget(et, experiment) if et.launch else ExternalTarget(et, experiment)
-        for et in experiment.targets
-    ]
+    """Every target as the experiment declares it: launched ones started by tfsload. What
+    containers need from this machine (an engine, the GPUs they ask for) is checked first, so
+    a machine without them is told in one line (ConfigError) before anything starts."""
+    client = preflight(experiment)
+    found: list[Restartable] = []
+    for et in experiment.targets:
+        if et.launch is None:
+            found.append(ExternalTarget(et, experiment))
+        elif et.launch.container is not None:
+            found.append(DockerTarget(et, experiment, client))
+        else:
+            found.append(StandinTarget(et, experiment))
+    return found
 
 
 class OnDemand:
@@ -169,12 +231,10 @@ class OnDemand:
 def restartable(experiment: Experiment) -> list[Restartable]:
     """Every target of ``experiment`` as one the tuner can restart; ConfigError names the first
     target that cannot be (only launched targets can)."""
-    found: list[Restartable] = []
     for i, et in enumerate(experiment.targets):
-        if et.launch is None or et.launch.kind != "standin":
+        if et.launch is None:
             raise ConfigError(
                 f"{experiment.path}: targets[{i}]: the tuner restarts its targets with other "
-                'batching parameters: give it launch = "standin"'
+                'batching parameters: give it launch = "standin" or "docker"'
             )
-        found.append(StandinTarget(et, experiment))
-    return found
+    return as_found(experiment)

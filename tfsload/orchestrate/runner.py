@@ -1,6 +1,7 @@
 """Run an experiment's matrix: every target x protocol cell the same way, one Locust each.
 
-For each target the runner launches its stand-in (if it declares one) or probes it, then for
+For each target the runner launches its server (a stand-in process or a container, through
+:mod:`tfsload.orchestrate.restart`) if it declares one, or probes it, then for
 each protocol: scrapes the server's metrics, runs one headless Locust subprocess with the same
 load and thresholds as every other cell, scrapes again, and writes the cell's raw results
 (Locust CSV/HTML, the plugin's precise JSON, metrics text, ``cell.json``). An unreachable target
@@ -12,10 +13,11 @@ so ``python -m tfsload report DIR`` can redo it later.
 Layout of a results directory::
 
     run.json  experiment.toml  summary.json  report.md  report.html  plots/
-    servers/<target>.log            launched stand-ins' output
+    servers/<target>.log            launched servers' output (a container's whole log)
     cells/<target>-<protocol>/      cell.json  run-spec.json  precise.json  locust.log
                                     locust.html  locust_stats.csv ...
                                     metrics-before.prom  metrics-after.prom
+                                    server.log (a container's log during the cell)
 
 Each cell's Locust is told what to do by one file, ``run-spec.json`` (a
 :class:`~tfsload.core.run_spec.RunSpec`): the runner never builds tfsload's options by hand.
@@ -44,10 +46,11 @@ from tfsload.core.run_spec import RunSpec
 from tfsload.core.targets import Target
 from tfsload.orchestrate.cpu_account import CpuAccount
 from tfsload.orchestrate.experiment import Cell, Experiment, ExperimentTarget
-from tfsload.orchestrate.launch import Launched, LaunchError, start_standin, stop
+from tfsload.orchestrate.launch import LaunchError
 from tfsload.orchestrate.machine import client_versions, describe_machine
 from tfsload.orchestrate.probe import ServerInfo, model_status, port_open
 from tfsload.orchestrate.progress import Progress
+from tfsload.orchestrate.restart import Restartable, Running, as_found
 from tfsload.orchestrate.scrape import ScrapeError, scrape
 
 # The installed locustfile: the runner reaches the Locust side only through it and a spec file.
@@ -242,7 +245,7 @@ class Runner:
         self._write_run("running")
 
     def _record_target(
-        self, et: ExperimentTarget, target: Target, info: ServerInfo, launched: Launched | None
+        self, et: ExperimentTarget, target: Target, info: ServerInfo, running: Running | None
     ) -> None:
         self.run_info["targets"][et.name] = {
             "label": target.label,
@@ -251,7 +254,9 @@ class Runner:
             "metrics": target.metrics,
             "launch": et.launch.kind if et.launch else None,
             "flags": list(et.launch.flags) if et.launch else [],
-            "command": launched.command if launched else None,
+            "command": running.command if running else None,
+            # a container's image (its id and registry digests), name, GPUs and mounts
+            "container": (running.facts or None) if running else None,
             "server": info.to_dict(),
         }
         self._write_run("running")
@@ -261,13 +266,14 @@ class Runner:
         """Run every cell; returns the run status, ``complete`` or ``partial``."""
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         try:
+            servers = as_found(self.experiment)  # ConfigError here: nothing created yet
             self._start_run()
-            for et in self.experiment.targets:
+            for et, server in zip(self.experiment.targets, servers, strict=True):
                 cells = [c for c in self.cells if c.target is et]
                 if self.stop_requested:
                     self._skip(cells, "not_run", "the run was interrupted")
                     continue
-                self._run_target(et, cells)
+                self._run_target(et, server, cells)
             status = "partial" if self.stop_requested else "complete"
             self._write_run(status)
             return status
@@ -275,27 +281,24 @@ class Runner:
             for s, handler in previous.items():
                 signal.signal(s, handler)
 
-    def _run_target(self, et: ExperimentTarget, cells: list[Cell]) -> None:
-        launched: Launched | None = None
+    def _run_target(self, et: ExperimentTarget, server: Restartable, cells: list[Cell]) -> None:
+        running: Running | None = None
         if et.launch:
-            self.progress.message(f"starting stand-in {et.name} ...")
+            what = "container" if et.launch.container else "stand-in"
+            self.progress.message(f"starting {what} {et.name} ...")
             try:
-                launched = start_standin(
-                    et,
-                    self.experiment.model,
-                    cwd=self.experiment.base_dir,
-                    log_path=self.out / "servers" / f"{et.name}.log",
-                    should_stop=lambda: self.stop_requested,
+                running = server.start(
+                    None, self.out / "servers" / f"{et.name}.log", lambda: self.stop_requested
                 )
             except LaunchError as exc:
                 status = "not_run" if self.stop_requested else "failed"
                 self._skip(cells, status, f"launch failed: {exc}")
                 return
-            target, info = launched.target, launched.info
+            target, info = running.target, running.info
         else:
             target = et.target
             info = self._probe(target)
-        self._record_target(et, target, info, launched)
+        self._record_target(et, target, info, running)
         try:
             for cell in cells:
                 if self.stop_requested:
@@ -306,10 +309,10 @@ class Runner:
                 if reason:
                     self._skip([cell], "failed", reason)
                     continue
-                self._run_cell(cell, target, info, launched)
+                self._run_cell(cell, target, info, running)
         finally:
-            if launched:
-                code = stop(launched)
+            if running:
+                code = server.stop(running)
                 self.run_info["targets"][et.name]["exit_code"] = code
                 self._write_run("running")
 
@@ -322,12 +325,13 @@ class Runner:
             return f"unreachable: {problem}" if problem else None
         return None
 
-    def _gone(self, cell: Cell, target: Target, launched: Launched | None) -> str | None:
-        """Why the cell's server is not there any more after its cell (a launched stand-in
+    def _gone(self, cell: Cell, target: Target, running: Running | None) -> str | None:
+        """Why the cell's server is not there any more after its cell (a launched server
         that exited, a target that stopped answering), or None: a server that died under load
         fails its cell, whatever Locust measured before."""
-        if launched is not None and launched.process.poll() is not None:
-            return f"the server exited with code {launched.process.returncode} during the cell"
+        exit_code = running.poll() if running else None
+        if exit_code is not None:
+            return f"the server exited with code {exit_code} during the cell"
         reason = self._unreachable(cell, target, self._probe(target))
         return f"the server stopped answering during the cell ({reason})" if reason else None
 
@@ -348,25 +352,28 @@ class Runner:
         return None
 
     def _run_cell(
-        self, cell: Cell, target: Target, info: ServerInfo, launched: Launched | None
+        self, cell: Cell, target: Target, info: ServerInfo, running: Running | None
     ) -> None:
         index = self.cells.index(cell) + 1
         cell_dir = self._cell_dir(cell)
         cell_dir.mkdir(parents=True, exist_ok=True)
+        cell_began = time.time()
         metrics_errors = [self._scrape(target, cell_dir / "metrics-before.prom")]
         spec_path = cell_dir / "run-spec.json"
         cell_spec(self.experiment, cell, target, cell_dir).write(spec_path)
         command = locust_command(cell, spec_path, cell_dir)
         self.progress.start_cell(index, len(self.cells), cell.id)
         started_at = now_iso()
-        cpu = CpuAccount(launched.process.pid if launched else None)
+        cpu = CpuAccount(running.pid if running else None)
         start = time.monotonic()
         code, timed_out = self._run_locust(command, cell_dir)
         wall = time.monotonic() - start
         cpu_split = cpu.finish()
         metrics_errors.append(self._scrape(target, cell_dir / "metrics-after.prom"))
         has_precise = (cell_dir / "precise.json").exists()
-        gone = None if self.stop_requested else self._gone(cell, target, launched)
+        gone = None if self.stop_requested else self._gone(cell, target, running)
+        if running and running.log_since:  # a container's log, this cell's part of it
+            write_atomic(cell_dir / "server.log", running.log_since(cell_began))
         if self.stop_requested:
             status, reason = "interrupted", "stopped by a signal"
         elif timed_out:
