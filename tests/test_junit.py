@@ -76,3 +76,14 @@ def test_failed_requests_fail_their_case_with_the_cause(tmp_path, target):
     assert list(cases) == ["every request succeeded"]  # no threshold, no saturation check
     message = cases["every request succeeded"].find("failure").get("message")
     assert message.startswith("5 of 5 requests failed (5 x grpc: NOT_FOUND")
+
+
+def test_a_junit_path_that_cannot_be_written_is_bad_input_before_any_load(tmp_path, target):
+    (tmp_path / "taken").mkdir()
+    run = run_locust(
+        tmp_path, "GrpcUser", "-H", target["grpc"], "--instances-file", target["instances"],
+        "-u", "1", "-r", "1", "-t", "30s", "--junit-xml", str(tmp_path / "taken"),
+    )  # fmt: skip
+    assert run.code == 2, run.stderr[-3000:]
+    assert f"--junit-xml: {tmp_path / 'taken'}: " in run.stderr
+    assert run.precise is None  # nothing ran

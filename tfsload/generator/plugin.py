@@ -160,6 +160,7 @@ def check_outputs(spec: RunSpec, options: Any) -> None:
     place, a regular file on its path): found before any load, not after the run."""
     for flag, path in (
         ("--precise-json", spec.outputs.precise_json),
+        ("--junit-xml", spec.outputs.junit_xml),
         ("--windows-json", spec.outputs.windows_json),
         ("--html", spec.outputs.html or getattr(options, "html_file", None)),
     ):
