@@ -30,6 +30,8 @@ ROWS = {f"{server} {protocol}" for server in SERVERS for protocol in ("rest", "g
 REQUESTS, WARMUP, USERS = 600, 60, 12  # 12 users: each worker runs one of each class
 EXPORT_ARGS = "--data synthetic --samples 200 --epochs 1"
 HEALTHY_WITHIN_S = 420
+# The first test builds the images: from nothing that takes minutes (TensorFlow).
+pytestmark = pytest.mark.timeout(1800)
 
 
 class Project:

@@ -30,6 +30,8 @@ from tfsload.orchestrate.restart import DockerTarget, restartable
 
 CONFIGS = REPO / "configs"
 BATCHING_METRIC = ":tensorflow:serving:batching_session"
+# The first test builds the images: from nothing that takes minutes (TensorFlow).
+pytestmark = pytest.mark.timeout(1800)
 
 
 def experiment_file(tmp_path: Path, model_dir: Path, targets: str, **load: object) -> Path:

@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 from tfsload.core.errors import ConfigError
 
-DEFAULT_TARGETS_FILE = Path(__file__).resolve().parents[1] / "configs" / "targets.toml"
 NAME_PATTERN = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,62}$")
 TARGET_KEYS = {"name", "label", "rest", "grpc", "metrics"}
 
@@ -135,7 +134,7 @@ def read_toml(path: Path) -> dict:
         raise ConfigError(f"{path}: invalid TOML (nested too deeply)") from None
 
 
-def load_targets(path: Path = DEFAULT_TARGETS_FILE) -> list[Target]:
+def load_targets(path: Path) -> list[Target]:
     """Read a targets file (see the module docstring)."""
     data = read_toml(path)
     unknown = sorted(set(data) - {"targets"})
