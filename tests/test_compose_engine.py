@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
+import tomllib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -23,6 +25,7 @@ from ruamel.yaml import YAML
 
 from tests.conftest import REPO
 from tests.docker_engine import COMPOSE_FILES, built_images, compose_env, require_engine
+from tfsload import __version__
 
 SERVERS = ("tfs-cpu", "tfs-gpu-batching", "tfs-gpu")
 CLASSES = [f"{p}{r}" for p in ("TfsCpu", "TfsGpuBatching", "TfsGpu") for r in ("Rest", "Grpc")]
@@ -263,3 +266,38 @@ def test_down_leaves_nothing_of_the_project(project):
     runs again (finding nothing) when the module ends."""
     take_down(project)
     print(f"compose engine test timings: {project.timings}")
+
+
+def installed(image: str) -> dict[str, str]:
+    """{normalised name: version} of what pip lists in ``image`` (run without a network)."""
+    listing = docker(
+        "run", "--rm", "--network", "none", "--entrypoint", "python", image,
+        "-m", "pip", "list", "--format", "json",
+    )  # fmt: skip
+    return {re.sub(r"[-_.]+", "-", p["name"]).lower(): p["version"] for p in json.loads(listing)}
+
+
+def pinned(*extras: str) -> dict[str, str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    pins = [*project["dependencies"]]
+    for extra in extras:
+        pins += project["optional-dependencies"][extra]
+    return {
+        re.sub(r"[-_.]+", "-", name).lower(): version
+        for name, version in (pin.split("==") for pin in pins)
+    }
+
+
+@pytest.mark.parametrize(
+    ("image", "extras"),
+    [(f"tfsload-locust:{__version__}", ()), (f"tfsload-tensorflow:{__version__}", ("standin",))],
+)
+def test_the_images_hold_the_pinned_packages(image, extras):
+    """The built images, not the Dockerfile: each holds tfsload and every pin of pyproject.toml
+    it should at the pinned version; the Locust image no TensorFlow."""
+    require_engine()
+    built_images()
+    packages = installed(image)
+    assert packages["tfsload"] == __version__
+    assert {name: packages.get(name) for name in pinned(*extras)} == pinned(*extras)
+    assert ("tensorflow" in packages) == bool(extras)
