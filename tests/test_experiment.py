@@ -173,3 +173,31 @@ def test_parse_duration():
         parse_duration("")
     with pytest.raises(ValueError):
         parse_duration("5 minutes")
+
+
+def test_transport_settings_for_all_targets_and_per_target(tmp_path):
+    """[transport] applies to every cell; a target's own transport table overrides it, with
+    file paths relative to the experiment file, as every path in it."""
+    from tfsload.orchestrate.runner import cell_spec
+
+    text = VALID.replace(
+        '[[targets]]\nname = "remote"',
+        '[transport]\nrest_timeout_s = 5\nheaders = ["X-Team: ${TEAM}"]\n\n'
+        '[[targets]]\nname = "remote"\n'
+        'transport = { grpc_ca_file = "ca.pem", grpc_server_name = "tfs.local", '
+        'headers = ["X-Api-Key: ${API_KEY}"] }',
+    )
+    exp = load_experiment(write(tmp_path, text))
+    specs = {c.id: cell_spec(exp, c, c.target.target, tmp_path) for c in exp.cells}
+    remote, launched = specs["remote-grpc"].transport, specs["launched-grpc"].transport
+    assert (
+        remote.grpc_ca_file == str(tmp_path / "ca.pem") and remote.grpc_server_name == "tfs.local"
+    )
+    assert remote.headers == ("X-Api-Key: ${API_KEY}",) and remote.rest_timeout_s == 5
+    assert launched.headers == ("X-Team: ${TEAM}",) and not launched.grpc_ca_file
+    bad = text.replace("rest_timeout_s = 5", "rest_timeout_s = -1")
+    with pytest.raises(ConfigError, match=r"transport.rest_timeout_s: must be at least"):
+        load_experiment(write(tmp_path, bad))
+    bad = text.replace('grpc_server_name = "tfs.local"', "grpc_server = 1")
+    with pytest.raises(ConfigError, match=r"targets\[1\].transport.grpc_server: unknown key"):
+        load_experiment(write(tmp_path, bad))

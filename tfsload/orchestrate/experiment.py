@@ -30,13 +30,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from itertools import pairwise
 from pathlib import Path
 
 from tfsload.core import run_spec
 from tfsload.core.errors import ConfigError
-from tfsload.core.run_spec import Checks, LoadShape, RunSpec, SpecError, Workload
+from tfsload.core.run_spec import Checks, LoadShape, RunSpec, SpecError, Transport, Workload
 from tfsload.core.serving_config import read_batching, read_metrics_path
 from tfsload.core.targets import NAME_PATTERN, Target, load_targets, parse_targets, read_toml
 from tfsload.orchestrate.container_spec import (
@@ -57,7 +57,10 @@ TOP_KEYS = {
     "targets",
     "targets_file",
     "search",
+    "transport",
 }
+# Transport settings that name files: relative to the experiment file, like every other path.
+TRANSPORT_FILES = ("grpc_ca_file", "grpc_client_cert", "grpc_client_key", "rest_ca_file")
 # [model] key -> workload setting; name, base_path and instances are the Model's own.
 MODEL_SETTINGS = {
     "version": "model_version",
@@ -194,6 +197,8 @@ class ExperimentTarget:
 
     target: Target
     launch: Launch | None
+    # Transport settings of this target alone (TLS, headers ...), over the experiment's.
+    transport: tuple[tuple[str, object], ...] = ()
 
     @property
     def name(self) -> str:
@@ -225,6 +230,7 @@ class Experiment:
     checks: Checks
     targets: tuple[ExperimentTarget, ...]
     search: SearchSettings = SearchSettings()
+    transport: Transport = field(default_factory=Transport)
 
     @property
     def base_dir(self) -> Path:
@@ -243,7 +249,9 @@ class Experiment:
         )
         if instances is not None and not workload.generate_instances:
             workload = replace(workload, instances_file=str(instances))
-        return RunSpec(workload=workload, load=self.load.shape, checks=self.checks)
+        return RunSpec(
+            workload=workload, transport=self.transport, load=self.load.shape, checks=self.checks
+        )
 
     @property
     def cells(self) -> list[Cell]:
@@ -545,7 +553,27 @@ def _parse_launch(table: dict, where: str, base: Path) -> Launch:
     return Launch(kind, tuple(flags), container)
 
 
-def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
+def _transport_values(data: object, file: Path, where: str) -> dict:
+    """A ``transport`` table's settings, with its file paths resolved against the experiment."""
+    known = {f.name for f in fields(Transport)}
+    table = _Table(data, file, where, known)
+    values = dict(table.data)
+    if isinstance(values.get("headers"), list):
+        values["headers"] = tuple(values["headers"])
+    for key in TRANSPORT_FILES:
+        if isinstance(values.get(key), str) and values[key]:
+            values[key] = str((file.parent / values[key]).resolve())
+    return values
+
+
+def _parse_transport(data: object, file: Path, where: str, base: Transport) -> Transport:
+    """Transport settings over ``base``, validated by the run spec; errors name file and key."""
+    values = {**asdict(base), **_transport_values(data, file, where)}
+    names = {key: f"{where}.{key}" for key in values}
+    return _spec_section("transport", values, names, file)
+
+
+def _parse_targets(data: dict, file: Path, transport: Transport) -> tuple[ExperimentTarget, ...]:
     if "targets_file" in data:
         if "targets" in data:
             raise ConfigError(f"{file}: targets_file: give either targets_file or [[targets]]")
@@ -571,9 +599,20 @@ def _parse_targets(data: dict, file: Path) -> tuple[ExperimentTarget, ...]:
         else:
             launches.append(None)
         filled.append(table)
-    extra = frozenset({"launch", "flags", *CONTAINER_KEYS})
+    extra = frozenset({"launch", "flags", "transport", *CONTAINER_KEYS})
     targets = parse_targets(filled, where, extra_keys=extra)
-    return tuple(ExperimentTarget(t, launch) for t, launch in zip(targets, launches, strict=True))
+    own: list[tuple] = []
+    for i, table in enumerate(filled):
+        if "transport" not in table:
+            own.append(())
+            continue
+        at = f"targets[{i}].transport"
+        _parse_transport(table["transport"], file, at, transport)  # refuse bad values now
+        own.append(tuple(sorted(_transport_values(table["transport"], file, at).items())))
+    return tuple(
+        ExperimentTarget(t, launch, settings)
+        for t, launch, settings in zip(targets, launches, own, strict=True)
+    )
 
 
 def check_model_folder(experiment: Experiment) -> None:
@@ -600,7 +639,8 @@ def load_experiment(path: Path) -> Experiment:
     load = _parse_load(data["load"], file)
     checks = _parse_thresholds(data.get("thresholds", {}), file)
     search = _parse_search(data.get("search", {}), file)
-    targets = _parse_targets(data, file)
+    transport = _parse_transport(data.get("transport", {}), file, "transport", Transport())
+    targets = _parse_targets(data, file, transport)
     for i, et in enumerate(targets):
         for protocol in protocols:
             if et.target.url(protocol) is None:
@@ -619,4 +659,5 @@ def load_experiment(path: Path) -> Experiment:
         checks=checks,
         targets=targets,
         search=search,
+        transport=transport,
     )

@@ -56,8 +56,8 @@ def model_status(rest: str, model_name: str, timeout: float = 5.0) -> ServerInfo
 
 
 def port_open(address: str, timeout: float = 5.0) -> str | None:
-    """None if ``host:port`` accepts a TCP connection, else the reason."""
-    host, _, port = address.rpartition(":")
+    """None if ``host:port`` (or ``grpcs://host:port``) accepts a TCP connection, else why."""
+    host, _, port = address.removeprefix("grpcs://").rpartition(":")
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
             return None

@@ -110,6 +110,8 @@ def read_model_metadata(experiment: Experiment) -> dict | None:
 def cell_spec(experiment: Experiment, cell: Cell, target: Target, cell_dir: Path) -> RunSpec:
     """One cell's run spec: the experiment's, aimed at this cell's target and files."""
     spec = experiment.spec()
+    if cell.target.transport:
+        spec = spec.with_values("transport", **dict(cell.target.transport))
     address = {cell.protocol: target.url(cell.protocol)}
     spec = spec.with_values("target", name=target.name, **address)
     return spec.with_values(
