@@ -842,19 +842,6 @@ def test_docker_compose_takes_the_images_and_gpus_from_the_environment(services)
     assert resolved["prometheus"]["image"] == chosen["TFSLOAD_PROMETHEUS_IMAGE"]
 
 
-def test_docker_checks_the_dockerfile():
-    reason = docker_missing("info") or docker_missing("buildx", "version")
-    if reason:
-        pytest.skip(
-            f"{reason}: BuildKit's Dockerfile checks cannot run (the classic builder builds "
-            "the images in tests/test_compose_engine.py)"
-        )
-    result = run(
-        "docker", "buildx", "build", "--check", "-f", "docker/locust.Dockerfile", ".", timeout=600
-    )
-    assert result.returncode == 0, result.stdout + result.stderr
-
-
 # ---- the TF Serving flags, served by the stand-in --------------------------------------------
 
 
