@@ -62,7 +62,7 @@ def pareto_plot(tuning: dict, bound_ms: float) -> bytes:
     ax.set_title(title, fontsize=10)
     ax.set_xlim(left=0)
     ax.set_ylim(bottom=0)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(alpha=0.3)
     return _png(fig)
 
