@@ -7,8 +7,8 @@ answers ``POST /v1/models/<name>:predict`` with one ``[p, 1 - p]`` row per row s
 Locust users check) and ``GET /v1/models/<name>`` with TF Serving's AVAILABLE status, after
 ``latency(now, recent_rate)`` seconds, where ``recent_rate`` is the predicts per second that
 arrived over the last ``SPAN_S`` seconds (long enough that the catch-up after a stall of this
-shared machine does not look like a higher rate). Waiting costs no CPU (asyncio), so the
-generator is not starved.
+shared machine does not look like a higher rate), counted afresh after a pause between steps.
+Waiting costs no CPU (asyncio), so the generator is not starved.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from tfsload.core.processes import free_port
 
 Latency = Callable[[float, float], float]
 SPAN_S = 3.0
+QUIET_S = 1.0  # a pause this long between predicts starts a new rate estimate
 STATUS = {
     "model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
@@ -64,6 +65,10 @@ class FakeServer:
 
     async def predict(self, request: web.Request) -> web.Response:
         now = time.monotonic()
+        if self.arrivals and now - self.arrivals[-1] > QUIET_S:
+            # A new step of load: the previous one's arrivals must not count towards its rate.
+            self.arrivals.clear()
+            self.started = now
         self.arrivals.append(now)
         while self.arrivals[0] < now - SPAN_S:
             self.arrivals.popleft()
