@@ -144,6 +144,8 @@ def test_judging_a_step():
     for window, p99 in zip(rising["windows"], (10.0, 20.0, 30.0), strict=True):
         window["p99_ms"] = p99
     assert judge(rising, bound).kind == OVER
+    closed = {**rising, "load": {**rising["load"], "rate": None}}
+    assert judge(closed, bound).kind == PASS  # closed loop: the users cap the queue
     for window, p99 in zip(rising["windows"], (5.0, 7.0, 9.0), strict=True):
         window["p99_ms"] = p99  # rising, but far below the bound: noise as likely as a queue
     assert judge(rising, bound).kind == PASS

@@ -94,14 +94,15 @@ def judge(step: dict, bound: Bound) -> Verdict:
     """Pass or not, and why, for one step's record.
 
     The figures of the step's stable windows (or, if it never stabilised, of its last
-    windows) must meet the bound; a step that never stabilised because its p99 kept climbing
-    does not pass either. A saturated generator makes the probe the generator's failure,
-    never a pass. So does an open-loop step whose sends fell behind the schedule while the
-    bound held, when fewer requests arrived than the rate asked for. Sends that left late but
-    still at the rate asked for leave the verdict to the figures: latency is counted from the
-    intended send time, so the delay is inside them. When the bound is broken and sends were
-    late, every user was waiting on slow answers (each step has users for twice the bound's
-    latency): the server's failure.
+    windows) must meet the bound; an open-loop step that never stabilised because its p99 kept
+    climbing does not pass either (in a closed loop the users themselves cap the queue, so a
+    rise there is noise, not a queue without end). A saturated generator makes the probe the
+    generator's failure, never a pass. So does an open-loop step whose sends fell behind the
+    schedule while the bound held, when fewer requests arrived than the rate asked for. Sends
+    that left late but still at the rate asked for leave the verdict to the figures: latency is
+    counted from the intended send time, so the delay is inside them. When the bound is broken
+    and sends were late, every user was waiting on slow answers (each step has users for twice
+    the bound's latency): the server's failure.
     """
     if step["status"] != "complete":
         return Verdict(FAILED, step.get("reason") or step["status"])
@@ -118,7 +119,8 @@ def judge(step: dict, bound: Bound) -> Verdict:
             broken += f"; {late_text}, every user waiting on slow answers"
         return Verdict(OVER, broken + unstable)
     tail = step["windows"][step["judged_from"] :]
-    if not step["stable"] and climbing(tail, step["rule"]["tolerance"], bound.p99_ms):
+    open_loop = bool(step["load"]["rate"])
+    if open_loop and not step["stable"] and climbing(tail, step["rule"]["tolerance"], bound.p99_ms):
         return Verdict(OVER, "p99 still climbing window after window: a queue is building")
     note = ""
     if not step["schedule_kept"]:
