@@ -275,29 +275,39 @@ class Tuning:
             "complete": not self.stopped,
         }
         if best is not None:
-            result["best_file"] = self._write_best(best, base_cap, best_cap, pays)
+            result["best_file"] = self._write_best(best, (base_cap, best_cap), pays, confirmed)
         return result
 
-    def _write_best(self, best: dict, base_cap: float, best_cap: float, pays: bool) -> str:
+    def _write_best(
+        self, best: dict, capacities: tuple[float, float], pays: bool, confirmed: bool
+    ) -> str:
+        """The ready batching file, its figures in a comment; ``capacities``: no batching's and
+        the best's, from the confirmation pair when ``confirmed``."""
         session = self.session
-        batching = batching_of(best)
+        base_cap, best_cap = capacities
         result = best["result"]
         unit = "users" if session_axis(session) == "users" else "req/s offered"
+        capacity = "req/s" if unit == "users" else "req/s offered"
+        scan = (
+            f"In the scan, with {session.bound.describe()}: at most {result['highest']:g} "
+            f"{unit}, {result['throughput_rps']:,.1f} req/s, p99 {result['p99_ms']:.3f} ms."
+        )
+        again = f"{best_cap:,.1f} {capacity} against {base_cap:,.1f} without batching"
         verdict = (
-            f"{best_cap:,.1f} req/s against {base_cap:,.1f} without batching"
+            f"Measured again right after no batching: {again}."
+            if confirmed
+            else f"Against no batching: {again}."
             if base_cap
-            else "no batching met the bound at any load tried"
+            else "No batching kept the bound at no load tried."
         )
         comment = (
             f"Best batching configuration found by tfsload tune for {self.cell.id} "
-            f"({self.cell.target.target.label}).\n"
-            f"Highest load with {session.bound.describe()}: {result['highest']:g} {unit}, "
-            f"p99 {result['p99_ms']} ms; {verdict}.\n"
+            f"({self.cell.target.target.label}).\n{scan}\n{verdict}\n"
             + ("" if pays else "Batching does NOT pay here: serve without --enable_batching.\n")
             + "Use: --enable_batching --batching_parameters_file=<this file>"
         )
         name = f"best-batching-{self.cell.id}.cfg"
-        write_atomic(session.out / name, batching.text(comment))
+        write_atomic(session.out / name, batching_of(best).text(comment))
         return name
 
 
