@@ -244,7 +244,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="tfsload", description=__doc__.split("\n")[0])
     parser.add_argument("--version", action="version", version=f"tfsload {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser("run", help="run an experiment file's matrix and write a report")
+    run = commands.add_parser(
+        "run", help="run an experiment file's matrix (or sweep) and write a report"
+    )
     run.add_argument("experiment", help="experiment TOML file (see configs/experiments/)")
     run.add_argument("--out", help="results directory (default reports/<name>-<timestamp>)")
     run.set_defaults(func=cmd_run)
