@@ -31,6 +31,8 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
+# What standin/server.py logs once the model is loaded and the server is ready.
+READY_LINE = " warm-up records replayed): "
 
 
 @dataclass
@@ -91,9 +93,15 @@ def rss_bytes(server: StandinProcess) -> int:
 
 
 def wait_available(server: StandinProcess, timeout: float) -> None:
-    """Poll model status until it says AVAILABLE; fail with the log if the server exits."""
+    """Poll model status until it says AVAILABLE and the log has the ready line.
+
+    The model turns AVAILABLE the moment its load finishes, a moment before the server logs
+    that it is ready, so tests reading the ready line wait for both. Fails with the log if the
+    server exits.
+    """
     deadline = time.monotonic() + timeout
     url = f"{server.rest_url}/v1/models/{server.model_name}"
+    available = False
     while time.monotonic() < deadline:
         if server.process.poll() is not None:
             raise RuntimeError(
@@ -101,8 +109,9 @@ def wait_available(server: StandinProcess, timeout: float) -> None:
                 + server.log()
             )
         with contextlib.suppress(requests.RequestException):
-            if '"AVAILABLE"' in requests.get(url, timeout=5).text:
-                return
+            available = available or '"AVAILABLE"' in requests.get(url, timeout=5).text
+        if available and READY_LINE in server.log():
+            return
         time.sleep(0.2)
     raise RuntimeError(f"stand-in not AVAILABLE after {timeout} s:\n" + server.log())
 
