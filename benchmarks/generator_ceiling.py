@@ -4,7 +4,10 @@ Locust users and against C and Go generators, and the latency it adds at one req
 Null servers answer a canned prediction at once, pinned to other CPUs than the generator: nginx
 for REST and, over HTTP/2, for gRPC (a canned gRPC answer with its trailer; without nginx, a
 raw-socket Python server for REST and a grpc.aio server for gRPC, which saturate long before a
-generator does, and the table says so). Each case runs for the same time, one process each:
+generator does, and the table says so). nginx reads every gRPC request body (the ``mirror``
+to an empty location): a body it skipped would count against its HTTP/2 flood check, which
+then ends the connection with a GOAWAY every few thousand calls, failing the calls in flight.
+Each case runs for the same time, one process each:
 
 - ceiling, ``--users`` users or connections: tfsload's RestUser and GrpcUser, a stock
   FastHttpUser posting a pre-encoded body and a stock gevent gRPC user as in Locust's example
@@ -74,10 +77,12 @@ http {{
     listen 127.0.0.1:{grpc_port} http2;
     root {tmp}/grpc-root;
     location / {{
+      mirror /drained;
       default_type application/grpc;
       add_trailer grpc-status 0 always;
       error_page 405 =200 $uri;
     }}
+    location = /drained {{ internal; return 204; }}
   }}
 }}
 """

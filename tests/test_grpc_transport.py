@@ -9,6 +9,7 @@ flight, and a greenlet killed mid-call cancelling its call on the server.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -66,7 +67,20 @@ import threading
 from tfsload.generator import grpc_transport as g
 
 made = g._with_native_locks(threading.Condition)
-print(type(made._lock._block).__module__, type(threading.Condition()._lock._block).__module__)
+print(type(made._lock).__module__, type(made._lock).__name__)
+print(type(threading.Condition()._lock._block).__module__)
+"""
+
+EXPERIMENTS = """
+import os
+from tfsload.core.run_spec import Transport
+from tfsload.generator import grpc_transport as g
+
+print(os.environ.get("GRPC_EXPERIMENTS"), flush=True)
+for retries in (False, True):
+    options = dict(g.settings("127.0.0.1:1", Transport(grpc_retries=retries)).options)
+    print(options["grpc.enable_retries"], flush=True)
+g.open_channel(g.settings("127.0.0.1:1", Transport())).close()
 """
 
 
@@ -125,4 +139,21 @@ def test_channels_are_made_with_native_locks_under_monkey_patching():
         [sys.executable, "-c", NATIVE_LOCKS], cwd=REPO, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.split() == ["_thread", "gevent.thread"]
+    assert done.stdout.split() == ["_thread", "RLock", "gevent.thread"]
+
+
+def test_grpcio_knows_the_client_experiment_turned_off_and_retries_are_off_unless_asked():
+    """GrpcUser turns grpcio's EventEngine client off through GRPC_EXPERIMENTS: a grpcio that
+    no longer knows the name says so on stderr (and loses the gain), which fails this test. A
+    GRPC_EXPERIMENTS of the user's own is kept."""
+    env = {k: v for k, v in os.environ.items() if k != "GRPC_EXPERIMENTS"}
+    for given, expected in ((None, "-event_engine_client"), ("", "")):
+        if given is not None:
+            env["GRPC_EXPERIMENTS"] = given
+        done = subprocess.run(
+            [sys.executable, "-c", EXPERIMENTS], cwd=REPO, capture_output=True, text=True,
+            timeout=60, env={**env, "GRPC_VERBOSITY": "INFO"},
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines() == [expected, "0", "1"]
+        assert "experiment" not in done.stderr.lower(), done.stderr[-3000:]

@@ -143,6 +143,13 @@ class Transport:
     grpc_timeout_s: float = setting(
         10.0, "deadline of each gRPC call, seconds", flag="--grpc-timeout", minimum=0.001
     )
+    grpc_retries: bool = setting(
+        False,
+        "let grpcio retry a call the server refused unread (GOAWAY, REFUSED_STREAM), as its "
+        "clients do by default; off, each call is one attempt and a refusal counts as a failure",
+        flag="--grpc-retries",
+        ui=False,
+    )
     rest_connect_timeout_s: float = setting(
         3.0,
         "time to open a REST connection, seconds",

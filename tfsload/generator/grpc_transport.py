@@ -22,10 +22,19 @@ from __future__ import annotations
 
 import atexit
 import collections
+import os
 import threading
 import time
 import weakref
 from dataclasses import dataclass
+
+# grpcio's EventEngine client reads a call's answer on one of its own threads and hands it to
+# the completion queue's poller on another: two thread wake-ups per call, and on a generator's
+# busy core each one preempts the user greenlets' thread. Without it (grpcio's long-standing
+# client I/O), the thread that polls the queue reads the socket itself; one core sends 10-20 %
+# more calls (docs/benchmarks.md). grpcio reads this once, when it is first imported, so it is
+# set before the import below; a GRPC_EXPERIMENTS of the user's own is kept as it is.
+os.environ.setdefault("GRPC_EXPERIMENTS", "-event_engine_client")
 
 import gevent
 import gevent.monkey
@@ -71,6 +80,10 @@ def settings(address: str, transport: Transport) -> GrpcSettings:
     options: list[tuple[str, object]] = [
         ("grpc.max_receive_message_length", transport.max_message_bytes),
         ("grpc.max_send_message_length", transport.max_message_bytes),
+        # grpcio's retry machinery holds every call's messages in case it is retried: about
+        # 15 % of a generator's CPU per call (docs/benchmarks.md), and a retried call's
+        # latency would hide the refusal. Off unless asked for.
+        ("grpc.enable_retries", int(transport.grpc_retries)),
     ]
     if secure:
         t = transport
@@ -103,6 +116,9 @@ def open_channel(s: GrpcSettings) -> grpc.Channel:
 
 
 CODE_NAMES = {code.value[0]: code.name for code in grpc.StatusCode}
+# grpcio's client words its own deadline two ways, by how far the call had got when it expired:
+# one cause, one wording in the results.
+LOCAL_WORDINGS = {"Stream removed (Deadline Exceeded)": "Deadline Exceeded"}
 # The parts of grpcio's private core API used here, checked at start by check_grpcio().
 CORE_API = {
     "cygrpc": (
@@ -160,6 +176,7 @@ _hub: _Hub | None = None
 # poll blocks its thread, and closing waits for it to return.
 _start_thread = gevent.monkey.get_original("_thread", "start_new_thread")
 _allocate_lock = gevent.monkey.get_original("_thread", "allocate_lock")
+_native_rlock = gevent.monkey.get_original("_thread", "RLock")
 _open_connections: weakref.WeakSet = weakref.WeakSet()
 STOP_WAIT_S = 5.0
 
@@ -175,12 +192,14 @@ def _with_native_locks(make, *args):
     """
     if not gevent.monkey.is_module_patched("threading"):
         return make(*args)
-    patched = threading._allocate_lock
-    threading._allocate_lock = _allocate_lock
+    patched = threading._allocate_lock, threading._CRLock
+    # The channel's call lock is an RLock under a Condition: gevent leaves threading only its
+    # pure-Python RLock, taken twice per call; the C one costs a fraction of that.
+    threading._allocate_lock, threading._CRLock = _allocate_lock, _native_rlock
     try:
         return make(*args)
     finally:
-        threading._allocate_lock = patched
+        threading._allocate_lock, threading._CRLock = patched
 
 
 class _Stop:
@@ -292,7 +311,10 @@ class GrpcConnection:
                 reply = operation.message()
             elif kind == kinds.receive_status_on_client and operation.code() != 0:
                 code = operation.code()
-                raise CallFailed(CODE_NAMES.get(code, "UNKNOWN"), operation.details() or "")
+                details = operation.details() or ""
+                raise CallFailed(
+                    CODE_NAMES.get(code, "UNKNOWN"), LOCAL_WORDINGS.get(details, details)
+                )
         if reply is None:
             raise CallFailed("INTERNAL", "OK status without an answer")
         return reply
