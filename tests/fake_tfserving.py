@@ -5,16 +5,19 @@ grows on a schedule, or that jumps once the arrival rate passes a known value. T
 cannot promise any of that on a shared 2-core machine, so these tests use this server: it
 answers ``POST /v1/models/<name>:predict`` with one ``[p, 1 - p]`` row per row sent (what the
 Locust users check) and ``GET /v1/models/<name>`` with TF Serving's AVAILABLE status, after
-``latency(now, recent_rate)`` seconds, where ``recent_rate`` is the predicts per second that
-arrived over the last ``SPAN_S`` seconds (long enough that the catch-up after a stall of this
-shared machine does not look like a higher rate), counted afresh after a pause between steps.
-Waiting costs no CPU (asyncio), so the generator is not starved.
+``latency(now, rate)`` seconds, where ``rate`` is the arrival rate of the step of load under
+way. A test that runs the steps in its own process tells the server each step's rate as it
+begins (:meth:`FakeServer.new_step`): measured from arrivals, a knee within a few per cent
+could not be told apart from the users' start-up burst or the catch-up after a stall of this
+shared machine, and slow answers, by holding the users, cause the very bursts that keep the
+answers slow. Otherwise the rate is the predicts per second since the step began (a pause
+between predicts longer than ``QUIET_S`` begins one), over at least a second. Waiting costs no
+CPU (asyncio), so the generator is not starved.
 """
 
 from __future__ import annotations
 
 import asyncio
-import collections
 import json
 import threading
 import time
@@ -26,8 +29,8 @@ from aiohttp import web
 from tfsload.core.processes import free_port
 
 Latency = Callable[[float, float], float]
-SPAN_S = 3.0
-QUIET_S = 1.0  # a pause this long between predicts starts a new rate estimate
+MIN_SPAN_S = 1.0
+QUIET_S = 1.0  # a pause this long between predicts starts a new step
 STATUS = {
     "model_version_status": [
         {"version": "1", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
@@ -54,7 +57,9 @@ class FakeServer:
     def __init__(self, latency: Latency) -> None:
         self.latency = latency
         self.port = free_port()
-        self.arrivals: collections.deque[float] = collections.deque()
+        self.arrivals = 0  # since the step began
+        self.last_arrival = float("-inf")
+        self.declared_rate: float | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
         self.ready = threading.Event()
         self.started = time.monotonic()
@@ -63,18 +68,24 @@ class FakeServer:
     def rest(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def new_step(self, rate: float | None = None) -> None:
+        """A step of load begins, at ``rate`` if it is known: the previous one's arrivals must
+        not count towards its rate."""
+        self.arrivals = 0
+        self.started = time.monotonic()
+        self.declared_rate = rate
+
     async def predict(self, request: web.Request) -> web.Response:
         now = time.monotonic()
-        if self.arrivals and now - self.arrivals[-1] > QUIET_S:
-            # A new step of load: the previous one's arrivals must not count towards its rate.
-            self.arrivals.clear()
-            self.started = now
-        self.arrivals.append(now)
-        while self.arrivals[0] < now - SPAN_S:
-            self.arrivals.popleft()
+        if self.declared_rate is None and now - self.last_arrival > QUIET_S:
+            self.new_step()
+        self.arrivals += 1
+        self.last_arrival = now
         body = json.loads(await request.read())
-        span = min(SPAN_S, max(now - self.started, 1.0))
-        delay = self.latency(now, len(self.arrivals) / span)
+        rate = self.declared_rate
+        if rate is None:
+            rate = self.arrivals / max(now - self.started, MIN_SPAN_S)
+        delay = self.latency(now, rate)
         await asyncio.sleep(delay)
         rows = [[0.25, 0.75] for _ in body["instances"]]
         return web.json_response({"predictions": rows})

@@ -15,6 +15,7 @@ from tests.conftest import REPO
 from tests.fake_tfserving import fake_server, knee_at
 from tests.test_search_steps import fake_experiment
 from tfsload.cli import main
+from tfsload.orchestrate import session
 from tfsload.orchestrate.slo import (
     FAILED,
     GENERATOR,
@@ -152,11 +153,20 @@ def test_judging_a_step():
     assert judge(step_record(status="failed", reason="boom"), bound).kind == FAILED
 
 
-def test_slo_finds_the_rate_where_latency_jumps_within_one_bisection_step(tmp_path, capsys):
+def test_slo_finds_the_rate_where_latency_jumps_within_one_bisection_step(
+    tmp_path, capsys, monkeypatch
+):
     # The server answers in 5 ms up to 135 req/s and in 3 s above; the bound of 1 s leaves
     # room for the stalls of a busy shared machine (tens to hundreds of ms) on either side.
     knee = 135.0
     with fake_server(knee_at(knee, 0.005, 3.0)) as server:
+        run_step = session.run_step
+
+        def each_step_told(experiment, cell, address, load, *args):
+            server.new_step(load.rate)
+            return run_step(experiment, cell, address, load, *args)
+
+        monkeypatch.setattr(session, "run_step", each_step_told)
         load = 'users = 4\narrival = "constant"'
         path = fake_experiment(tmp_path, server.rest, load, "max_windows = 6\nstart = 80")
         out = tmp_path / "out"
