@@ -4,6 +4,7 @@ server slowed on a schedule does not, and a sweep runs its levels end to end."""
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 
 from tests.fake_tfserving import doubling_every, fake_server, steady
@@ -63,6 +64,19 @@ def test_a_steady_server_gives_a_stable_step_that_stops_early(tmp_path):
     assert record["schedule_kept"] and not record["generator_saturated"]
     assert read_step(tmp_path / "step") == record
     assert (tmp_path / "step" / "windows.json").exists()
+
+
+def test_a_step_stops_locust_even_when_sigint_was_ignored_by_whoever_started_it(tmp_path):
+    """A background job of a shell starts with SIGINT ignored, and its children inherit that:
+    the SIGINT that ends a step must still stop Locust, which then writes its results."""
+    rule = StabilityRule(window_s=1.0, stable_windows=3, tolerance=0.25, max_windows=12)
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        record = step(tmp_path, steady(0.01), users=2, rule=rule)
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert record["status"] == "complete", record["reason"]
+    assert record["exit_code"] == 0  # stopped on SIGINT, not killed after the grace time
 
 
 def test_a_server_slowed_on_a_schedule_never_stabilises(tmp_path):

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 import sys
 import time
 from pathlib import Path
@@ -199,6 +200,12 @@ def _on_parser(parser, **_kwargs) -> None:
 @events.init.add_listener
 def _on_init(environment, runner, web_ui=None, **_kwargs) -> None:
     _process.environment = environment
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        # Started under a shell's background job, a process inherits SIGINT ignored (POSIX
+        # shells do so for `&` jobs without job control) and Python keeps it so: the SIGINT
+        # with which tfsload stops a step's or a cell's Locust, which then writes its results,
+        # would be lost, and the step killed after its grace time with nothing measured.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     if isinstance(runner, WorkerRunner):
         runner.register_message(distributed.SHARE_MESSAGE, _on_assignment)
         runner.register_message(distributed.FINISH_MESSAGE, _on_finish, concurrent=True)
