@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import datetime
 import os
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -33,8 +32,8 @@ from tfsload.core.serving_config import read_metrics_path
 from tfsload.core.targets import Target
 from tfsload.orchestrate.container_spec import MODELS_DIR, ContainerSpec
 from tfsload.orchestrate.experiment import Experiment, ExperimentTarget, flag_value
-from tfsload.orchestrate.launch import LaunchError
-from tfsload.orchestrate.probe import ServerInfo, model_status
+from tfsload.orchestrate.launch import LaunchError, wait_available
+from tfsload.orchestrate.probe import ServerInfo
 
 GRPC_PORT, REST_PORT = 8500, 8501
 START_TIMEOUT_S = 300.0  # a GPU image's first start (CUDA set-up, warm-up) is slow
@@ -185,7 +184,10 @@ def start_container(
     try:
         container.reload()
         started.target = _published(started, spec, flags)
-        started.info = _wait_available(started, model.name, timeout, should_stop)
+        started.info = wait_available(
+            "container", started.target.rest, model.name, timeout, should_stop,
+            started.exit_code, started.tail, poll_s=0.5,
+        )  # fmt: skip
     except BaseException:
         stop_container(started)
         raise
@@ -263,24 +265,3 @@ def _metrics_path(spec: ContainerSpec, flags: Sequence[str]) -> str | None:
         return read_metrics_path(str(host))
     except ConfigError:
         return None  # the server refuses to start and says why
-
-
-def _wait_available(
-    started: StartedContainer, model_name: str, timeout: float, should_stop: Callable[[], bool]
-) -> ServerInfo:
-    deadline = time.monotonic() + timeout
-    info = None
-    while time.monotonic() < deadline:
-        if should_stop():
-            raise LaunchError("interrupted while the container was starting")
-        code = started.exit_code()
-        if code is not None:
-            raise LaunchError(
-                f"container exited with code {code} during start-up: {started.tail()}"
-            )
-        info = model_status(started.target.rest, model_name, timeout=2.0)
-        if info.error is None:
-            return info
-        time.sleep(0.5)
-    last = info.error if info else "no answer"
-    raise LaunchError(f"not AVAILABLE after {timeout:.0f} s ({last}); last lines: {started.tail()}")

@@ -111,31 +111,43 @@ def start_standin(
         )
     launched = Launched(target, process, log_path, command)
     try:
-        launched.info = _wait_available(launched, model.name, timeout, should_stop)
+        launched.info = wait_available(
+            "stand-in", target.rest, model.name, timeout, should_stop, process.poll,
+            lambda: log_tail(log_path), poll_s=0.25,
+        )  # fmt: skip
     except BaseException:
         stop(launched)
         raise
     return launched
 
 
-def _wait_available(
-    launched: Launched, model_name: str, timeout: float, should_stop: Callable[[], bool]
+def wait_available(
+    what: str,
+    rest: str,
+    model_name: str,
+    timeout: float,
+    should_stop: Callable[[], bool],
+    exit_code: Callable[[], int | None],
+    tail: Callable[[], str],
+    poll_s: float,
 ) -> ServerInfo:
+    """Poll ``model_name``'s status at ``rest`` until it is AVAILABLE. A server that exits,
+    ``should_stop``, or ``timeout`` raise LaunchError naming ``what`` (a stand-in, a container)
+    with the server's last log lines from ``tail``."""
     deadline = time.monotonic() + timeout
     info = None
     while time.monotonic() < deadline:
         if should_stop():
-            raise LaunchError("interrupted while the stand-in was starting")
-        code = launched.process.poll()
+            raise LaunchError(f"interrupted while the {what} was starting")
+        code = exit_code()
         if code is not None:
-            tail = log_tail(launched.log_path)
-            raise LaunchError(f"stand-in exited with code {code} during start-up: {tail}")
-        info = model_status(launched.target.rest, model_name, timeout=2.0)
+            raise LaunchError(f"{what} exited with code {code} during start-up: {tail()}")
+        info = model_status(rest, model_name, timeout=2.0)
         if info.error is None:
             return info
-        time.sleep(0.25)
+        time.sleep(poll_s)
     last = info.error if info else "no answer"
-    raise LaunchError(f"stand-in not AVAILABLE after {timeout:.0f} s ({last})")
+    raise LaunchError(f"{what} not AVAILABLE after {timeout:.0f} s ({last}); last lines: {tail()}")
 
 
 def stop(launched: Launched, timeout: float = STOP_TIMEOUT_S) -> int | None:
